@@ -1,0 +1,104 @@
+"""Assemble a MedGPT model from separately pretrained parts, the way stage 0 starts.
+
+    model, processor = build_from_parts("openai/gpt-oss-20b", "openai/clip-vit-large-patch14-336")
+
+The language model is loaded with its own `from_pretrained` (so an MXFP4 GPT-oss checkpoint is dequantised to bf16
+for training and ZeRO-3 partitioned loading applies), the vision tower likewise, and only the projector is new.
+"""
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Mxfp4Config, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+from ..constants import IMAGE_SPECIAL_TOKENS, IMAGE_TOKEN
+from .backbones import text_backbone, vision_backbone, vision_config_of
+from .configuration import MedGptConfig
+from .modeling import MedGptForConditionalGeneration, MedGptProjector
+
+
+def resolve_attn_implementation(text_config, requested: str | None) -> str:
+    """The requested attention implementation, or the backbone's default for this machine; refuses known-bad ones."""
+    backbone = text_backbone(text_config)
+    if requested is None:
+        return backbone.gpu_attn_implementation if torch.cuda.is_available() else backbone.cpu_attn_implementation
+    if requested in backbone.refused_attn_implementations:
+        raise ValueError(
+            f"attn_implementation={requested!r} cannot be used with {backbone.model_type}: "
+            f"{backbone.refused_attn_implementations[requested]}. Use {backbone.gpu_attn_implementation!r} on GPU "
+            f"or {backbone.cpu_attn_implementation!r} on CPU."
+        )
+    return requested
+
+
+def add_image_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
+    """Add the image special tokens the tokenizer lacks; returns how many were added."""
+    missing = [token for token in IMAGE_SPECIAL_TOKENS if token not in tokenizer.get_vocab()]
+    if not missing:
+        return 0
+    return tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+
+
+def load_language_model(model_name_or_path: str, attn_implementation: str | None = None, dtype=None):
+    text_config = AutoConfig.from_pretrained(model_name_or_path)
+    kwargs = {"attn_implementation": resolve_attn_implementation(text_config, attn_implementation)}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    quantization = getattr(text_config, "quantization_config", None) or {}
+    if quantization.get("quant_method") == "mxfp4":
+        # Training on MXFP4 weights is refused by transformers; dequantise to the training dtype instead.
+        kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
+    return AutoModelForCausalLM.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
+
+
+def load_vision_tower(vision_tower: str, dtype=None):
+    vision_config = vision_config_of(AutoConfig.from_pretrained(vision_tower))
+    model_class = MODEL_MAPPING[type(vision_config)]
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    # A two-tower checkpoint (CLIP, SigLIP) loads into its vision model: the text tower's weights are skipped.
+    return model_class.from_pretrained(vision_tower, use_safetensors=True, **kwargs)
+
+
+def build_from_parts(
+    model_name_or_path: str,
+    vision_tower: str,
+    attn_implementation: str | None = None,
+    dtype=None,
+    downsample_ratio: float = 0.5,
+    image_processor_kwargs: dict | None = None,
+):
+    """Returns (MedGptForConditionalGeneration, MedGptProcessor) with a freshly initialised projector."""
+    from ..processing.image_processor import MedGptImageProcessor
+    from ..processing.processor import MedGptProcessor
+
+    language_model = load_language_model(model_name_or_path, attn_implementation, dtype)
+    vision_model = load_vision_tower(vision_tower, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    if add_image_tokens(tokenizer):
+        # New rows start at the mean embedding (transformers' mean_resizing), not at random.
+        language_model.resize_token_embeddings(len(tokenizer))
+
+    backbone = vision_backbone(vision_model.config)
+    config = MedGptConfig(
+        vision_config=vision_model.config,
+        text_config=language_model.config,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        downsample_ratio=downsample_ratio,
+        vision_feature_layer=backbone.feature_layer,
+        vision_feature_select_strategy=backbone.feature_select_strategy,
+    )
+    with torch.device("meta"):  # skip allocating a second random copy of both towers
+        model = MedGptForConditionalGeneration(config)
+    model.vision_tower = vision_model
+    model.language_model = language_model
+    model.multi_modal_projector = MedGptProjector(config).to(dtype=language_model.dtype)
+    model.config.text_config = language_model.config
+    model.config.vision_config = vision_model.config
+    model.generation_config = language_model.generation_config
+
+    image_processor = MedGptImageProcessor(tokens_per_tile=config.tokens_per_tile, **(image_processor_kwargs or {}))
+    processor = MedGptProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        conversation_template=text_backbone(language_model.config).conversation_template,
+    )
+    return model, processor

@@ -1,0 +1,75 @@
+"""Tiny randomly initialised checkpoints, built offline: the embedded default for demos, tests and benchmarks.
+
+Run as: python -m llava_medgpt.model.tiny OUTPUT_DIR [--text-backbone gpt_oss|qwen2|llama] [--vision-backbone clip]
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+from .backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
+from .builder import build_from_parts
+from .tokenizer import build_tiny_tokenizer
+
+
+def create_tiny_language_model(path: str | Path, text_backbone: str = "gpt_oss", seed: int = 0) -> Path:
+    """A tiny random causal LM folder (config, safetensors, tokenizer), as a hub LM checkpoint would be."""
+    if text_backbone not in TINY_TEXT_CONFIGS:
+        raise ValueError(f"Unknown tiny text backbone {text_backbone!r}; known: {sorted(TINY_TEXT_CONFIGS)}")
+    tokenizer = build_tiny_tokenizer(text_backbone)
+    config = TINY_TEXT_CONFIGS[text_backbone](len(tokenizer))
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return Path(path)
+
+
+def create_tiny_vision_tower(path: str | Path, vision_backbone: str = "clip", seed: int = 0) -> Path:
+    if vision_backbone not in TINY_VISION_CONFIGS:
+        raise ValueError(f"Unknown tiny vision backbone {vision_backbone!r}; known: {sorted(TINY_VISION_CONFIGS)}")
+    config = TINY_VISION_CONFIGS[vision_backbone]()
+    torch.manual_seed(seed)
+    MODEL_MAPPING[type(config)](config).save_pretrained(path)
+    return Path(path)
+
+
+def create_tiny_checkpoint(
+    path: str | Path, text_backbone: str = "gpt_oss", vision_backbone: str = "clip", seed: int = 0
+) -> Path:
+    """Write a complete tiny MedGPT checkpoint folder: config, safetensors weights, tokenizer and processor.
+
+    It is assembled by the same builder that starts stage 0 from separately pretrained parts.
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as parts:
+        language_model = create_tiny_language_model(Path(parts) / "lm", text_backbone, seed)
+        vision_tower = create_tiny_vision_tower(Path(parts) / "vision", vision_backbone, seed)
+        torch.manual_seed(seed)
+        model, processor = build_from_parts(str(language_model), str(vision_tower))
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output_dir")
+    parser.add_argument("--text-backbone", default="gpt_oss", choices=sorted(TINY_TEXT_CONFIGS))
+    parser.add_argument("--vision-backbone", default="clip", choices=sorted(TINY_VISION_CONFIGS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(create_tiny_checkpoint(args.output_dir, args.text_backbone, args.vision_backbone, args.seed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up a fresh virtual environment for llava_medgpt in .venv (or $VENV).
+#
+# Run as: bash scripts/setup.sh            # the package, for training and evaluation
+#         bash scripts/setup.sh --tests    # + test extras and, as root on Debian, slurm-wlm/munge for the SLURM test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+WITH_TESTS=0
+[[ "${1:-}" == "--tests" ]] && WITH_TESTS=1
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# torch first and pinned: an unpinned torch requirement may resolve to a multi-GB CUDA build.
+"$VENV/bin/python" -m pip install --quiet "torch==${TORCH_VERSION}"
+if [[ $WITH_TESTS == 1 ]]; then
+  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  # The SLURM integration test runs a real one-machine cluster (slurmctld + two slurmd).
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && ! command -v slurmctld >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+  fi
+else
+  "$VENV/bin/python" -m pip install --quiet -e .
+fi
+echo "llava_medgpt installed in $VENV (activate with: . $VENV/bin/activate)"

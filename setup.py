@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="llava_medgpt",
+    version="0.1.0",
+    description="Training and evaluation stack for MedGPT-oss: GPT-oss + CLIP-ViT-L/14@336 vision-language models",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["llava_medgpt", "llava_medgpt.*"]),
+    include_package_data=True,
+    install_requires=[
+        # Install torch first (README): a bare requirement may otherwise pull a multi-GB CUDA build.
+        "torch>=2.6",
+        "transformers>=5.23,<6",
+        "deepspeed>=0.19.8",
+        "peft>=0.21",
+        "datasets>=5.2",
+        "accelerate>=1.15",
+        "einops>=0.8",
+        "pillow>=10",
+        "pyyaml>=6",
+        "safetensors>=0.4",
+        "numpy>=1.26",
+        "pydicom>=3.0",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # flash-attn cannot build without CUDA, and transformers refuses it for GPT-oss (attention sinks).
+        "flash": ["flash-attn>=2.6"],
+        "test": ["pytest>=8", "scikit-image>=0.24", "oss-harmony==0.0.11"],
+    },
+    entry_points={"console_scripts": []},
+)

@@ -1,0 +1,185 @@
+"""The model on tiny configs: the pixel shuffle, the feature scatter, losses, generation, save/load."""
+
+import pytest
+import torch
+
+from llava_medgpt.model.backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
+from llava_medgpt.model.configuration import MedGptConfig
+from llava_medgpt.model.modeling import MedGptForConditionalGeneration, pixel_shuffle
+
+VOCAB = 96
+IMAGE_TOKEN_ID = 7
+
+
+def make_model(text_backbone="gpt_oss", vision_backbone="clip", seed=0):
+    text_config = TINY_TEXT_CONFIGS[text_backbone](VOCAB)
+    config = MedGptConfig(
+        vision_config=TINY_VISION_CONFIGS[vision_backbone](),
+        text_config=text_config,
+        image_token_id=IMAGE_TOKEN_ID,
+        vision_feature_select_strategy="default" if vision_backbone == "clip" else "full",
+    )
+    config.text_config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    return MedGptForConditionalGeneration(config).eval()
+
+
+def text_ids(batch, length, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(IMAGE_TOKEN_ID + 1, VOCAB, (batch, length), generator=generator)
+
+
+def test_tokens_per_tile_is_144_for_336px_tiles_of_14px_patches():
+    assert make_model().config.tokens_per_tile == 144
+
+
+def test_pixel_shuffle_is_a_permutation_of_2x2_blocks():
+    features = torch.arange(2 * 4 * 4 * 3, dtype=torch.float32).reshape(2, 4, 4, 3)
+    shuffled = pixel_shuffle(features, 0.5)
+    assert shuffled.shape == (2, 2, 2, 12)
+    assert torch.equal(shuffled.flatten().sort().values, features.flatten().sort().values)
+    # Output position (i, j) holds the 2x2 input block at rows 2i..2i+1, cols 2j..2j+1, row-major.
+    for i in range(2):
+        for j in range(2):
+            block = features[:, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, :].reshape(2, 12)
+            assert torch.equal(shuffled[:, i, j], block)
+
+
+def test_image_features_land_at_placeholders_in_reading_order():
+    model = make_model()
+    n = 5
+    input_ids = text_ids(2, 8)
+    input_ids[0, [1, 4]] = IMAGE_TOKEN_ID
+    input_ids[1, [0, 2, 7]] = IMAGE_TOKEN_ID
+    embeds = model.get_input_embeddings()(input_ids)
+    features = torch.arange(n, dtype=torch.float32)[:, None].expand(n, embeds.shape[-1]) + 1000
+    merged = model.merge_image_features(input_ids, embeds, features)
+    positions = [(0, 1), (0, 4), (1, 0), (1, 2), (1, 7)]
+    for k, (b, t) in enumerate(positions):
+        assert torch.equal(merged[b, t], features[k])
+    text_mask = input_ids != IMAGE_TOKEN_ID
+    assert torch.equal(merged[text_mask], embeds[text_mask])
+
+
+def test_placeholder_feature_mismatch_names_both_counts():
+    model = make_model()
+    input_ids = text_ids(1, 150)
+    input_ids[0, :144] = IMAGE_TOKEN_ID
+    pixel_values = torch.randn(2, 3, 336, 336)  # two tiles -> 288 features for 144 placeholders
+    with pytest.raises(ValueError, match=r"144 image placeholder tokens but the images give 288"):
+        model(input_ids=input_ids, pixel_values=pixel_values)
+
+
+def test_uint8_pixels_are_refused_with_a_hint():
+    model = make_model()
+    input_ids = text_ids(1, 150)
+    input_ids[0, :144] = IMAGE_TOKEN_ID
+    with pytest.raises(ValueError, match="normalize_on_device"):
+        model(input_ids=input_ids, pixel_values=torch.zeros(1, 3, 336, 336, dtype=torch.uint8))
+
+
+def test_text_only_batch_matches_bare_language_model():
+    model = make_model()
+    input_ids = text_ids(2, 12)
+    ours = model(input_ids=input_ids, labels=input_ids)
+    bare = model.language_model(input_ids=input_ids, labels=input_ids)
+    assert torch.equal(ours.logits, bare.logits)
+    assert torch.equal(ours.loss, bare.loss)
+
+
+def test_images_change_only_positions_at_and_after_placeholders():
+    model = make_model()
+    input_ids = text_ids(1, 160)
+    input_ids[0, 10:154] = IMAGE_TOKEN_ID
+    torch.manual_seed(3)
+    a = model(input_ids=input_ids, pixel_values=torch.randn(1, 3, 336, 336)).logits
+    b = model(input_ids=input_ids, pixel_values=torch.randn(1, 3, 336, 336)).logits
+    assert torch.equal(a[:, :10], b[:, :10])  # causal: text before the image cannot see it
+    assert not torch.allclose(a[:, 154:], b[:, 154:])
+
+
+def test_several_images_and_tiles_per_sample_with_labels():
+    model = make_model().train()
+    # sample 0: an image of 3 tiles (2x1 + thumbnail) and one of 1 tile; sample 1: one 1-tile image
+    input_ids = text_ids(2, 4 * 144 + 20)
+    input_ids[0, 2 : 2 + 3 * 144] = IMAGE_TOKEN_ID
+    input_ids[0, 5 + 3 * 144 : 5 + 4 * 144] = IMAGE_TOKEN_ID
+    input_ids[1, 0:144] = IMAGE_TOKEN_ID
+    labels = input_ids.clone()
+    labels[input_ids == IMAGE_TOKEN_ID] = -100
+    out = model(input_ids=input_ids, pixel_values=torch.randn(5, 3, 336, 336), labels=labels)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.multi_modal_projector.linear_1.weight.grad.abs().sum() > 0
+    assert model.vision_tower.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_text_only_training_step_still_runs_the_vision_tower():
+    """Every ZeRO-3 rank must gather the vision weights each step, image batch or not."""
+    model = make_model().train()
+    input_ids = text_ids(2, 10)
+    out = model(input_ids=input_ids, labels=input_ids)
+    out.loss.backward()
+    vision_grad = model.vision_tower.get_input_embeddings().weight.grad
+    assert vision_grad is not None and torch.count_nonzero(vision_grad) == 0
+    assert torch.equal(out.loss, model.language_model(input_ids=input_ids, labels=input_ids).loss)
+
+
+def test_router_aux_loss_is_added_for_moe_backbones():
+    model = make_model()
+    input_ids = text_ids(2, 16)
+    plain = model(input_ids=input_ids, labels=input_ids)
+    with_aux = model(input_ids=input_ids, labels=input_ids, output_router_logits=True)
+    coef = model.config.text_config.router_aux_loss_coef
+    assert with_aux.aux_loss is not None and with_aux.aux_loss > 0
+    torch.testing.assert_close(with_aux.loss, plain.loss + coef * with_aux.aux_loss)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    input_ids = text_ids(1, 150)
+    input_ids[0, 3:147] = IMAGE_TOKEN_ID
+    pixel_values = torch.randn(1, 3, 336, 336)
+    grads = []
+    for checkpointing in (False, True):
+        model = make_model().train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.language_model.model.gradient_checkpointing
+        model(input_ids=input_ids, pixel_values=pixel_values, labels=input_ids).loss.backward()
+        grads.append(model.multi_modal_projector.linear_1.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("text_backbone,vision_backbone", [("gpt_oss", "clip"), ("qwen2", "siglip"), ("llama", "clip")])
+def test_generate_feeds_images_only_at_prefill(text_backbone, vision_backbone):
+    model = make_model(text_backbone, vision_backbone)
+    input_ids = text_ids(1, 150)
+    input_ids[0, 2:146] = IMAGE_TOKEN_ID
+    pixel_values = torch.randn(1, 3, 336, 336)
+    calls = []
+    model.vision_tower.register_forward_hook(lambda *args: calls.append(1))
+    generated = model.generate(input_ids=input_ids, pixel_values=pixel_values, max_new_tokens=4, do_sample=False)
+    assert generated.shape == (1, 154)
+    assert len(calls) == 1
+    # Greedy decoding with the cache equals the argmax of a full forward over the generated prefix.
+    logits = model(input_ids=generated[:, :-1], pixel_values=pixel_values).logits
+    assert torch.equal(logits[0, 149:].argmax(-1), generated[0, 150:])
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    import llava_medgpt  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModelForImageTextToText
+
+    model = make_model()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    assert type(loaded) is MedGptForConditionalGeneration
+    input_ids = text_ids(1, 150)
+    input_ids[0, 2:146] = IMAGE_TOKEN_ID
+    pixel_values = torch.randn(1, 3, 336, 336)
+    assert torch.equal(
+        model(input_ids=input_ids, pixel_values=pixel_values).logits,
+        loaded(input_ids=input_ids, pixel_values=pixel_values).logits,
+    )
