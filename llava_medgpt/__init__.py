@@ -4,12 +4,23 @@ Importing the package registers its classes with transformers' Auto classes, so 
 checkpoint folder without `trust_remote_code`.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
 from .model import MedGptConfig, MedGptForConditionalGeneration
+from .model.tiny import create_tiny_checkpoint
+from .processing.image_processor import MedGptImageProcessor
+from .processing.processor import MedGptProcessor
 
 AutoConfig.register(MedGptConfig.model_type, MedGptConfig)
 AutoModel.register(MedGptConfig, MedGptForConditionalGeneration)
 AutoModelForImageTextToText.register(MedGptConfig, MedGptForConditionalGeneration)
+AutoImageProcessor.register(MedGptConfig, image_processor_classes={"pil": MedGptImageProcessor})
+AutoProcessor.register(MedGptConfig, MedGptProcessor)
 
-__all__ = ["MedGptConfig", "MedGptForConditionalGeneration"]
+__all__ = [
+    "MedGptConfig",
+    "MedGptForConditionalGeneration",
+    "MedGptImageProcessor",
+    "MedGptProcessor",
+    "create_tiny_checkpoint",
+]

@@ -17,10 +17,11 @@ from .tokenizer import build_tiny_tokenizer
 
 
 def create_tiny_language_model(path: str | Path, text_backbone: str = "gpt_oss", seed: int = 0) -> Path:
-    """A tiny random causal LM folder (config, safetensors, tokenizer), as a hub LM checkpoint would be."""
+    """A tiny random causal LM folder (config, safetensors, tokenizer), as a hub LM checkpoint would be: its
+    tokenizer lacks the image tokens, which the builder adds."""
     if text_backbone not in TINY_TEXT_CONFIGS:
         raise ValueError(f"Unknown tiny text backbone {text_backbone!r}; known: {sorted(TINY_TEXT_CONFIGS)}")
-    tokenizer = build_tiny_tokenizer(text_backbone)
+    tokenizer = build_tiny_tokenizer(text_backbone, with_image_tokens=False)
     config = TINY_TEXT_CONFIGS[text_backbone](len(tokenizer))
     config.pad_token_id = tokenizer.pad_token_id
     config.eos_token_id = tokenizer.eos_token_id

@@ -41,13 +41,13 @@ class TinyTokenizerSpec:
 
 TINY_TOKENIZER_SPECS = {
     "gpt_oss": TinyTokenizerSpec(
-        special_tokens=("<|startoftext|>",) + HARMONY_SPECIAL_TOKENS + IMAGE_SPECIAL_TOKENS,
+        special_tokens=("<|startoftext|>",) + HARMONY_SPECIAL_TOKENS,
         eos_token=HARMONY_RETURN,
         pad_token=HARMONY_ENDOFTEXT,
         bos_token="<|startoftext|>",
     ),
     "qwen2": TinyTokenizerSpec(
-        special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>") + IMAGE_SPECIAL_TOKENS,
+        special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         chat_template=CHATML_TEMPLATE,
@@ -59,8 +59,7 @@ TINY_TOKENIZER_SPECS = {
             "<|start_header_id|>",
             "<|end_header_id|>",
             "<|eot_id|>",
-        )
-        + IMAGE_SPECIAL_TOKENS,
+        ),
         eos_token="<|eot_id|>",
         pad_token="<|end_of_text|>",
         bos_token="<|begin_of_text|>",
@@ -95,17 +94,21 @@ def _training_corpus() -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(text_backbone: str = "gpt_oss") -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with the backbone's special tokens and the image tokens."""
+def build_tiny_tokenizer(text_backbone: str = "gpt_oss", with_image_tokens: bool = True) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with the backbone's special tokens (and the image tokens unless told not to).
+
+    Without image tokens it stands for a hub language model's tokenizer, to which the builder adds them.
+    """
     if text_backbone not in TINY_TOKENIZER_SPECS:
         raise ValueError(f"No tiny tokenizer for backbone {text_backbone!r}; known: {sorted(TINY_TOKENIZER_SPECS)}")
     spec = TINY_TOKENIZER_SPECS[text_backbone]
+    special_tokens = spec.special_tokens + (IMAGE_SPECIAL_TOKENS if with_image_tokens else ())
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=TINY_BPE_VOCAB_SIZE,
-        special_tokens=list(spec.special_tokens),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -115,7 +118,7 @@ def build_tiny_tokenizer(text_backbone: str = "gpt_oss") -> PreTrainedTokenizerF
         eos_token=spec.eos_token,
         pad_token=spec.pad_token,
         bos_token=spec.bos_token,
-        additional_special_tokens=[t for t in spec.special_tokens if t not in (spec.eos_token, spec.pad_token, spec.bos_token)],
+        additional_special_tokens=[t for t in special_tokens if t not in (spec.eos_token, spec.pad_token, spec.bos_token)],
         model_max_length=131072,
         clean_up_tokenization_spaces=False,
     )

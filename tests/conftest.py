@@ -1,0 +1,32 @@
+"""Test-wide settings: no hub access, few threads, a session-scoped tiny checkpoint per backbone."""
+
+import os
+
+# Any attempt to reach a hub fails fast instead of downloading (the tests must run offline).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """Build (once per session) and return the folder of a tiny checkpoint: tiny_checkpoint("gpt_oss")."""
+    import llava_medgpt
+
+    built = {}
+
+    def get(text_backbone: str = "gpt_oss", vision_backbone: str = "clip"):
+        key = (text_backbone, vision_backbone)
+        if key not in built:
+            folder = tmp_path_factory.mktemp(f"tiny-{text_backbone}-{vision_backbone}")
+            built[key] = llava_medgpt.create_tiny_checkpoint(folder, text_backbone, vision_backbone)
+        return built[key]
+
+    return get
