@@ -1,0 +1,191 @@
+"""Convert one raw source (its published schema) into a JSONL manifest of training records.
+
+Run as: python -m llava_medgpt.data.convert SOURCE --input RAW --output out.jsonl [--image-root DIR]
+
+RAW is a .jsonl / .json (list, or {key: row} object) / .csv / .parquet file, or for the MIMIC-CXR converters
+the MIMIC-CXR-JPG root folder. With --image-root, every image a record names must exist under that folder,
+and images embedded in rows (hub Image structs {"bytes": ..., "path": ...}) are written below
+<image-root>/<SOURCE>/ and replaced by their relative path. Rows that cannot be converted are skipped and
+reported with their row number (1 = first data row) and reason; the full list goes to <output>.skipped.tsv.
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .converters import CONVERTERS, Converter, SkipRow
+from .converters.report import read_mimic_cxr_studies
+from .records import RecordError, record_images, validate_record
+
+_EXAMPLES_PER_REASON = 5
+
+
+@dataclass
+class ConvertReport:
+    source: str
+    rows_read: int = 0
+    records_written: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+
+    def reasons(self) -> Counter:
+        return Counter(reason for _, reason in self.skipped)
+
+    def format(self) -> str:
+        lines = [f"{self.source}: {self.rows_read} rows read, {self.records_written} records written, "
+                 f"{len(self.skipped)} rows skipped"]
+        for reason, n in self.reasons().most_common():
+            rows = [str(r) for r, why in self.skipped if why == reason][:_EXAMPLES_PER_REASON]
+            more = ", ..." if n > len(rows) else ""
+            lines.append(f"  skipped {n:>8}  {reason}  (rows {', '.join(rows)}{more})")
+        return "\n".join(lines)
+
+
+class _BadRow:
+    """A raw row that could not even be parsed (e.g. invalid JSON line)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def read_rows(path: str | os.PathLike) -> Iterator[Any]:
+    """Raw rows (dicts) of a table file; unparsable lines come through as _BadRow so they are counted."""
+    path = str(path)
+    if path.endswith(".jsonl"):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield _BadRow(f"invalid JSON ({e.msg})")
+    elif path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if isinstance(data, dict):  # {key: row}, e.g. PubMedQA's ori_pqal.json keyed by PMID
+            for key, row in data.items():
+                yield dict(row, _key=key) if isinstance(row, dict) else _BadRow("row is not an object")
+        elif isinstance(data, list):
+            yield from data
+        else:
+            raise ValueError(f"{path}: expected a JSON list or object")
+    elif path.endswith(".csv"):
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            yield from csv.DictReader(f)
+    elif path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    else:
+        raise ValueError(f"{path}: unsupported input type (expected .jsonl, .json, .csv or .parquet)")
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    """root/relative if it stays inside root, else None."""
+    target = (root / relative).resolve()
+    root = root.resolve()
+    return target if target == root or root in target.parents else None
+
+
+def materialize_images(row: dict, source: str, row_number: int, image_root: Path | None) -> dict:
+    """Write embedded images (hub Image structs) to <image_root>/<source>/ and put their relative path in."""
+    out = dict(row)
+    for key, value in row.items():
+        if isinstance(value, dict) and isinstance(value.get("bytes"), (bytes, bytearray)):
+            if image_root is None:
+                raise SkipRow("embedded image but no --image-root to write it to")
+            from PIL import Image
+
+            try:
+                with Image.open(io.BytesIO(value["bytes"])) as image:
+                    suffix = (image.format or "png").lower()
+            except Exception:
+                raise SkipRow("embedded image cannot be decoded") from None
+            relative = f"{source}/{row_number}-{key}.{suffix}"
+            target = image_root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(value["bytes"])
+            out[key] = relative
+    return out
+
+
+def convert_rows(converter: Converter, rows: Iterator[Any], image_root: Path | None = None) -> Iterator[tuple]:
+    """For each raw row, in order: (row_number, records, None) or (row_number, [], skip reason)."""
+    for i, row in enumerate(rows):
+        row_number = i + 1
+        try:
+            if isinstance(row, _BadRow):
+                raise SkipRow(row.reason)
+            if not isinstance(row, dict):
+                raise SkipRow("row is not an object")
+            row = materialize_images(row, converter.name, row_number, image_root)
+            records = converter.fn(row, i)
+            for record in records:
+                validate_record(record)
+                if image_root is not None:
+                    for path in record_images(record):
+                        resolved = _inside(image_root, path)
+                        if resolved is None or not resolved.is_file():
+                            raise SkipRow("image not found under --image-root")
+        except SkipRow as e:
+            yield row_number, [], e.reason
+            continue
+        except RecordError as e:
+            yield row_number, [], f"invalid record: {e.problem}"
+            continue
+        yield row_number, records, None
+
+
+def convert_source(name: str, input_path: str | os.PathLike, output_path: str | os.PathLike,
+                   image_root: str | os.PathLike | None = None,
+                   reports_root: str | os.PathLike | None = None) -> ConvertReport:
+    if name not in CONVERTERS:
+        raise KeyError(f"unknown source {name!r}; known: {sorted(CONVERTERS)}")
+    converter = CONVERTERS[name]
+    if converter.reader == "mimic_cxr":
+        rows = read_mimic_cxr_studies(input_path, reports_root)
+    else:
+        rows = read_rows(input_path)
+    report = ConvertReport(source=name)
+    root = Path(image_root) if image_root else None
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(output_path, "w", encoding="utf-8") as out:
+        for row_number, records, reason in convert_rows(converter, rows, root):
+            report.rows_read += 1
+            if reason is not None:
+                report.skipped.append((row_number, reason))
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                report.records_written += 1
+    with open(f"{output_path}.skipped.tsv", "w", encoding="utf-8") as log:
+        log.write("row\treason\n")
+        for row_number, reason in report.skipped:
+            log.write(f"{row_number}\t{reason}\n")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", choices=sorted(CONVERTERS), help="converter name (see data_recipes/*.yaml)")
+    parser.add_argument("--input", required=True, help="raw file, or the MIMIC-CXR-JPG root for mimic_cxr_*")
+    parser.add_argument("--output", required=True, help="output JSONL manifest")
+    parser.add_argument("--image-root", help="image folder of this source: images are checked / written here")
+    parser.add_argument("--reports-root", help="MIMIC-CXR reports root (files/pXX/...txt); default: --input")
+    args = parser.parse_args(argv)
+    report = convert_source(args.source, args.input, args.output, args.image_root, args.reports_root)
+    print(report.format())
+    print(f"skipped-row log: {args.output}.skipped.tsv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The one multiple-choice format, shared by training converters and decontamination.
+
+Prompt:                                   Answer (what the eval scorer reads as option B):
+    {question}                                B. Focal uptake pattern
+    A. Diffuse uptake pattern
+    B. Focal uptake pattern
+    ...
+    Answer with the option's letter and text, e.g. "A. ...".
+"""
+
+import string
+
+LETTERS = string.ascii_uppercase
+MCQ_INSTRUCTION = 'Answer with the option\'s letter and text, e.g. "A. ...".'
+
+
+def format_mcq_prompt(question: str, options: dict[str, str]) -> str:
+    """`options` maps letters (A, B, ...) to option texts, in display order."""
+    lines = [question.strip()]
+    lines += [f"{letter}. {option.strip()}" for letter, option in options.items()]
+    lines.append(MCQ_INSTRUCTION)
+    return "\n".join(lines)
+
+
+def format_mcq_answer(letter: str, options: dict[str, str]) -> str:
+    if letter not in options:
+        raise KeyError(letter)
+    return f"{letter}. {options[letter].strip()}"
+
+
+def mcq_question_stem(prompt: str) -> str:
+    """Inverse of format_mcq_prompt for the question: the text before the first option line.
+
+    Text without the MCQ instruction line is returned unchanged (it is not an MCQ prompt).
+    """
+    lines = prompt.split("\n")
+    if not lines or lines[-1] != MCQ_INSTRUCTION:
+        return prompt
+    for i, line in enumerate(lines):
+        if line.startswith("A. "):
+            return "\n".join(lines[:i])
+    return prompt
+
+
+def lettered(options: list[str]) -> dict[str, str]:
+    """Assign letters A, B, ... to a list of option texts."""
+    if len(options) > len(LETTERS):
+        raise ValueError(f"too many options: {len(options)}")
+    return {LETTERS[i]: text for i, text in enumerate(options)}

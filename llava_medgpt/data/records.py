@@ -1,0 +1,146 @@
+"""The project's training record (LLaVA JSON schema) and its validation.
+
+A record is one JSON object per line of a manifest:
+
+    {"id": "pmc_vqa-17",
+     "image": "PMC1064097_F1.jpg",              # or a list of paths, or absent for text-only
+     "conversations": [
+        {"from": "system", "value": "..."},        # optional
+        {"from": "human", "value": "<image>\\nWhat is the uptake pattern?"},
+        {"from": "gpt", "value": "B. Focal uptake pattern", "reasoning": "..."}]}
+
+Image paths are relative to the source's image folder. The number of `<image>` markers in the text equals
+the number of images; markers sit in system/human turns only. `reasoning` (optional, assistant turns only)
+is the reasoning trace that the chat template renders into GPT-oss's analysis channel.
+"""
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Mapping
+
+from ..constants import IMAGE_MARKER
+
+ROLES = ("system", "human", "gpt")
+
+
+class RecordError(ValueError):
+    """A record that breaks the schema; the message names the record id and the problem."""
+
+    def __init__(self, record_id: Any, problem: str):
+        self.record_id = record_id
+        self.problem = problem
+        super().__init__(f"record {record_id!r}: {problem}")
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # one of ROLES
+    value: str
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """Read-only view of a validated record."""
+
+    id: str
+    images: tuple[str, ...]
+    turns: tuple[Turn, ...]
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "Record":
+        validate_record(record)
+        turns = tuple(Turn(t["from"], t["value"], t.get("reasoning")) for t in record["conversations"])
+        return cls(id=record["id"], images=record_images(record), turns=turns)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if len(self.images) == 1:
+            out["image"] = self.images[0]
+        elif self.images:
+            out["image"] = list(self.images)
+        conversations = []
+        for turn in self.turns:
+            entry = {"from": turn.role, "value": turn.value}
+            if turn.reasoning is not None:
+                entry["reasoning"] = turn.reasoning
+            conversations.append(entry)
+        out["conversations"] = conversations
+        return out
+
+
+def record_images(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The record's image paths as a tuple (empty for text-only records); no validation."""
+    image = record.get("image")
+    if image is None:
+        return ()
+    if isinstance(image, str):
+        return (image,)
+    return tuple(image)
+
+
+def _check_image_path(record_id: Any, path: Any) -> None:
+    if not isinstance(path, str) or not path:
+        raise RecordError(record_id, f"image path must be a non-empty string, got {path!r}")
+    if "\\" in path:
+        raise RecordError(record_id, f"image path {path!r} uses backslashes; use '/'")
+    pure = PurePosixPath(path)
+    # Paths are joined to an image folder later; absolute paths or '..' would leave it.
+    if pure.is_absolute() or ".." in pure.parts:
+        raise RecordError(record_id, f"image path {path!r} must be relative and stay inside its image folder")
+
+
+def validate_record(record: Any) -> None:
+    """Raise RecordError if `record` is not a valid training record (see module docstring)."""
+    if not isinstance(record, Mapping):
+        raise RecordError(None, f"a record must be a JSON object, got {type(record).__name__}")
+    record_id = record.get("id")
+    if not isinstance(record_id, str) or not record_id:
+        raise RecordError(record_id, "'id' must be a non-empty string")
+
+    image = record.get("image")
+    if image is not None and not isinstance(image, (str, list)):
+        raise RecordError(record_id, f"'image' must be a string or a list of strings, got {type(image).__name__}")
+    images = record_images(record)
+    if isinstance(image, list) and not images:
+        raise RecordError(record_id, "'image' is an empty list; omit it for text-only records")
+    for path in images:
+        _check_image_path(record_id, path)
+
+    conversations = record.get("conversations")
+    if not isinstance(conversations, list) or not conversations:
+        raise RecordError(record_id, "'conversations' must be a non-empty list")
+
+    n_markers = 0
+    has_gpt = False
+    for i, turn in enumerate(conversations):
+        if not isinstance(turn, Mapping):
+            raise RecordError(record_id, f"turn {i} must be an object")
+        role = turn.get("from")
+        if role not in ROLES:
+            raise RecordError(record_id, f"turn {i} has role {role!r}; expected one of {ROLES}")
+        value = turn.get("value")
+        if not isinstance(value, str):
+            raise RecordError(record_id, f"turn {i} 'value' must be a string")
+        extra = set(turn) - {"from", "value", "reasoning"}
+        if extra:
+            raise RecordError(record_id, f"turn {i} has unknown keys {sorted(extra)}")
+        if "reasoning" in turn:
+            if role != "gpt":
+                raise RecordError(record_id, f"turn {i}: 'reasoning' is allowed on assistant ('gpt') turns only")
+            if not isinstance(turn["reasoning"], str) or not turn["reasoning"].strip():
+                raise RecordError(record_id, f"turn {i}: 'reasoning' must be a non-empty string")
+        markers = value.count(IMAGE_MARKER)
+        if role == "gpt":
+            has_gpt = True
+            if markers:
+                raise RecordError(record_id, f"turn {i}: assistant text may not contain {IMAGE_MARKER!r}")
+            if not value.strip():
+                raise RecordError(record_id, f"turn {i}: assistant text is empty")
+        n_markers += markers
+    if i == 0 or not has_gpt:
+        raise RecordError(record_id, "a record needs at least one prompt turn and one 'gpt' turn")
+    if conversations[-1].get("from") != "gpt":
+        raise RecordError(record_id, "the last turn must be an assistant ('gpt') turn")
+    if n_markers != len(images):
+        raise RecordError(record_id, f"{n_markers} {IMAGE_MARKER!r} markers but {len(images)} images")

@@ -1,0 +1,137 @@
+"""Evaluate one checkpoint on the paper's benchmarks and write predictions, results, tables and a chart.
+
+Run as: python -m llava_medgpt.eval --model CKPT --tasks slake,medqa --data-dir DATA --output OUT
+
+Outputs in OUT:
+    predictions/<task>.jsonl   raw output per example, written as produced (a rerun resumes from it)
+    results.json               per-task scores, skipped-record counts, macro averages (deterministic)
+    tables.md                  Tables 4 / 5 / 6 / Figure 2 layout with the paper's rows beside this checkpoint
+    chart.png                  bar chart of the same accuracy rows
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from .chart import draw_chart
+from .generation import GenerationSettings, PredictionFile, run_generation
+from .models import load_chat_model
+from .results import PAPER_TABLES, macro_averages, primary_value, score_task
+from .tables import render_tables
+from .tasks import TASK_DIR, MissingData, load_config, load_task, task_names
+
+logger = logging.getLogger("llava_medgpt.eval")
+
+
+def parse_tasks(spec: str, task_dir: Path) -> list[str]:
+    """"slake,medqa" | "all" | "table4" / "table5" / "table6" / "figure2" (the paper's groups)."""
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part == "all":
+            names += task_names(task_dir)
+        elif part.startswith("table") or part == "figure2":
+            group = part.removeprefix("table")
+            names += [n for n in task_names(task_dir) if load_config(n, task_dir).paper.get("table") == group]
+        else:
+            load_config(part, task_dir)  # unknown names fail here, before the model loads
+            names.append(part)
+    return list(dict.fromkeys(names))
+
+
+def parse_task_paths(pairs: list[str]) -> dict[str, str]:
+    paths = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--task-path expects NAME=PATH, got {pair!r}")
+        paths[name] = path
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m llava_medgpt.eval", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="checkpoint folder (or hub id when online)")
+    parser.add_argument("--tasks", required=True,
+                        help="comma list of task names, 'all', or table4 / table5 / table6 / figure2")
+    parser.add_argument("--output", required=True, type=Path, help="output folder (reused to resume)")
+    parser.add_argument("--data-dir", type=Path, help="folder holding each benchmark in its release layout")
+    parser.add_argument("--task-path", action="append", default=[], metavar="NAME=PATH",
+                        help="data folder for one task (MIMIC-CXR, patient-trial collections)")
+    parser.add_argument("--task-dir", type=Path, default=TASK_DIR, help="folder of task YAML files")
+    parser.add_argument("--label", help="column name in the tables (default: the checkpoint folder name)")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples per generate() call")
+    parser.add_argument("--max-new-tokens", type=int, help="override every task's max_new_tokens")
+    parser.add_argument("--limit", type=int, help="first N examples of each task (smoke runs)")
+    parser.add_argument("--seed", type=int, default=0, help="torch seed set before each batch")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    parser.add_argument("--attn-implementation", help="e.g. eager (GPT-oss on CPU) or flex_attention (GPU)")
+    parser.add_argument("--chat-template-kwargs", default="{}",
+                        help='JSON passed to the chat template, e.g. \'{"reasoning_effort": "low"}\'')
+    parser.add_argument("--no-clinical-metrics", action="store_true", help="skip RadGraph / RaTEScore / RadCliQ")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    names = parse_tasks(args.tasks, args.task_dir)
+    task_paths = parse_task_paths(args.task_path)
+    loaded, not_run = {}, {}
+    for name in names:
+        try:
+            loaded[name] = load_task(name, args.data_dir, task_paths.get(name), task_dir=args.task_dir,
+                                     limit=args.limit)
+        except MissingData as err:
+            logger.warning("task %s not run: %s", name, err)
+            not_run[name] = str(err)
+
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    template_kwargs = json.loads(args.chat_template_kwargs)
+    chat = load_chat_model(args.model, dtype=dtype, attn_implementation=args.attn_implementation,
+                           template_kwargs=template_kwargs)
+    label = args.label or Path(str(args.model).rstrip("/")).name
+
+    tasks = {}
+    for name, task in loaded.items():
+        config = task.config
+        if not chat.multimodal and any(item.images or any(d.images for d in item.demos) for item in task.items):
+            not_run[name] = f"{label} is a text-only model and this task has images"
+            continue
+        settings = GenerationSettings(model=str(args.model),
+                                      max_new_tokens=args.max_new_tokens or config.max_new_tokens,
+                                      batch_size=args.batch_size, seed=args.seed, template_kwargs=template_kwargs)
+        store = PredictionFile(args.output / "predictions" / f"{name}.jsonl", settings)
+        outputs = run_generation(chat, task.items, config, store, progress=not args.no_progress)
+        scores = score_task(config, task.items, outputs, clinical=not args.no_clinical_metrics)
+        tasks[name] = {"title": config.title, "table": config.paper.get("table"), "row": config.paper.get("row"),
+                       "source": task.source, "skipped": dict(sorted(task.skipped.items())),
+                       "primary_metric": config.primary_metric, "primary": primary_value(config, scores),
+                       "scores": scores}
+    return {"model": str(args.model), "model_type": chat.model_type, "label": label,
+            "settings": {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "limit": args.limit,
+                         "seed": args.seed, "chat_template_kwargs": template_kwargs},
+            "tasks": tasks, "not_run": not_run, "macro_average": macro_averages(tasks),
+            "tables": PAPER_TABLES}
+
+
+def write_outputs(results: dict, output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (output / "tables.md").write_text(render_tables(results), encoding="utf-8")
+    draw_chart(results, output / "chart.png")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        results = evaluate(args)
+    finally:  # leave the process as found (the runner is also called in-process by tests and scripts)
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+    write_outputs(results, args.output)
+    logger.info("wrote %s", args.output / "results.json")
+    return results

@@ -1,0 +1,1 @@
+"""Preprocessing: image tiling and loading, conversation templates, the MedGptProcessor (issue 3)."""

@@ -1,0 +1,390 @@
+"""`MedGptProcessor`: LLaVA-style records or chat prompts -> token ids, labels and image tiles.
+
+Training, one record at a time (the dataset calls this in loader workers):
+
+    sample = processor.tokenize_conversation(record, image_root="/data/pmc_vqa")
+    # {"input_ids": LongTensor [T], "labels": LongTensor [T], "pixel_values": [tiles, 3, 336, 336] | None,
+    #  "num_tiles": [tiles per image], "id": record id}
+
+Inference and evaluation:
+
+    prompt = processor.apply_chat_template([{"role": "user", "content": "<image>\\nWhat is shown?"}])
+    inputs = processor(text=[prompt], images=[[image]])  # input_ids, attention_mask, pixel_values
+
+Both paths expand each "<image>" marker into IMAGE_START_TOKEN + IMAGE_TOKEN * num_image_tokens + IMAGE_END_TOKEN,
+with num_image_tokens from the image processor, and both render text with the same conversation template
+(llava_medgpt.processing.templates), chosen by name and saved in processor_config.json with its options.
+
+Label rule (details in docs/conversation_templates.md): the template marks the character spans the assistant must
+generate; the text is tokenised once with offsets and exactly the tokens inside those spans keep their id, every
+other token (system, developer, user turns, assistant headers, image tokens) is IGNORE_INDEX.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import BatchFeature, ProcessorMixin
+
+from ..constants import (
+    IGNORE_INDEX,
+    IMAGE_END_TOKEN,
+    IMAGE_MARKER,
+    IMAGE_SPECIAL_TOKENS,
+    IMAGE_START_TOKEN,
+    IMAGE_TOKEN,
+)
+from .image_io import ImageLoadError, resolve_image_path
+from .templates import build_template
+
+TRUNCATION_MODES = ("error", "drop_trailing_turns")
+
+# LLaVA JSON "from" -> chat role.
+RECORD_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
+
+
+class SampleError(ValueError):
+    """A record that cannot become a training sample; the dataset skips it and counts it under `reason`."""
+
+    reason = "invalid"
+
+    def __init__(self, record_id: Any, problem: str):
+        self.record_id = record_id
+        self.problem = problem
+        super().__init__(f"record {record_id!r}: {problem}")
+
+
+class ImageCountMismatchError(SampleError):
+    reason = "image_count_mismatch"
+
+
+class SampleTooLongError(SampleError):
+    reason = "too_long"
+
+    def __init__(self, record_id: Any, length: int, max_length: int):
+        self.length = length
+        self.max_length = max_length
+        super().__init__(record_id, f"{length} tokens exceed max_length {max_length}")
+
+
+class SampleImageError(SampleError):
+    reason = "image_load"
+
+
+class NoTargetError(SampleError):
+    reason = "no_target"
+
+
+class SampleTemplateError(SampleError):
+    reason = "template"
+
+
+def messages_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """LLaVA record -> chat messages.
+
+    {"id": "x", "conversations": [{"from": "human", "value": "<image>\\nQ"}, {"from": "gpt", "value": "A",
+    "reasoning": "R"}]} -> [{"role": "user", "content": "<image>\\nQ"}, {"role": "assistant", "content": "A",
+    "reasoning": "R"}]
+    """
+    messages = []
+    for index, turn in enumerate(record.get("conversations") or ()):
+        if turn.get("from") not in RECORD_ROLES:
+            raise SampleTemplateError(
+                record.get("id"), f"turn {index} has from={turn.get('from')!r}; expected one of {sorted(RECORD_ROLES)}"
+            )
+        message = {"role": RECORD_ROLES[turn["from"]], "content": turn["value"]}
+        if turn.get("reasoning") is not None:
+            message["reasoning"] = turn["reasoning"]
+        messages.append(message)
+    return messages
+
+
+def image_placeholder(num_image_tokens: int) -> str:
+    return IMAGE_START_TOKEN + IMAGE_TOKEN * num_image_tokens + IMAGE_END_TOKEN
+
+
+def expand_image_markers(text: str, num_image_tokens: Sequence[int]) -> str:
+    """Replace the i-th "<image>" marker of `text` by the placeholder for num_image_tokens[i] tokens."""
+    parts = text.split(IMAGE_MARKER)
+    if len(parts) - 1 != len(num_image_tokens):
+        raise ValueError(f"text has {len(parts) - 1} {IMAGE_MARKER} markers but {len(num_image_tokens)} images")
+    pieces = [parts[0]]
+    for count, part in zip(num_image_tokens, parts[1:]):
+        pieces.append(image_placeholder(int(count)))
+        pieces.append(part)
+    return "".join(pieces)
+
+
+def labels_from_spans(input_ids: torch.Tensor, offsets: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Token labels [T]: the token id where the token's characters lie inside a target span, else IGNORE_INDEX.
+
+    input_ids [T], offsets [T, 2] (character start, end of each token), spans: sorted half-open character ranges.
+    A token that crosses a span boundary (a BPE merge of target and non-target characters) raises ValueError:
+    labelling it would train on prompt text or drop target text, so the template must be fixed instead.
+    """
+    labels = torch.full_like(input_ids, IGNORE_INDEX)  # [T]
+    if not spans or len(input_ids) == 0:
+        return labels
+    span_starts = torch.tensor([start for start, _ in spans])  # [S]
+    span_ends = torch.tensor([end for _, end in spans])  # [S]
+    starts, ends = offsets[:, 0].contiguous(), offsets[:, 1].contiguous()  # [T]
+    # The first span ending after the token's start is the only one the token can overlap.
+    index = torch.searchsorted(span_ends, starts, right=True).clamp(max=len(spans) - 1)  # [T]
+    overlaps = (starts < span_ends[index]) & (ends > span_starts[index]) & (ends > starts)  # zero-width: no text
+    inside = overlaps & (starts >= span_starts[index]) & (ends <= span_ends[index])
+    crossing = (overlaps & ~inside).nonzero()
+    if len(crossing):
+        position = crossing[0].item()
+        raise ValueError(
+            f"token {position} (characters {starts[position].item()}-{ends[position].item()}) crosses the target "
+            f"span {span_starts[index[position]].item()}-{span_ends[index[position]].item()}"
+        )
+    labels[inside] = input_ids[inside]
+    return labels
+
+
+class MedGptProcessor(ProcessorMixin):
+    r"""
+    Tokenizer + MedGptImageProcessor + a named conversation template.
+
+    conversation_template: key of llava_medgpt.processing.templates.CONVERSATION_TEMPLATES
+        ("medical_harmony" for GPT-oss, "generic" for backbones with their own jinja chat template).
+    template_options: the template's options as a JSON dict (HarmonyOptions / GenericOptions fields, e.g.
+        {"reasoning_effort": "high", "developer_instructions": "..."}), saved in processor_config.json.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        conversation_template: str = "medical_harmony",
+        template_options: dict | None = None,
+        chat_template=None,
+        **kwargs,
+    ):
+        self.conversation_template = conversation_template
+        self.template_options = dict(template_options or {})
+        super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
+        missing = [token for token in IMAGE_SPECIAL_TOKENS if token not in tokenizer.get_vocab()]
+        if missing:
+            raise ValueError(
+                f"The tokenizer lacks the image tokens {missing}; add them (model.builder.add_image_tokens)"
+            )
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        self._image_token_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(IMAGE_SPECIAL_TOKENS)))
+        self.template()  # fail at construction on an unknown template name or option
+
+    def template(self, **option_overrides):
+        """The conversation template object, with per-call option overrides (e.g. reasoning_effort="high")."""
+        # Built on demand, not stored: ProcessorMixin.to_dict deep-copies every attribute.
+        return build_template(self.conversation_template, self.tokenizer, {**self.template_options, **option_overrides})
+
+    # ------------------------------------------------------------------------------------------------ training
+
+    def tokenize_conversation(
+        self,
+        record: Mapping[str, Any],
+        images: Sequence[Any] | None = None,
+        image_root: str | None = None,
+        max_length: int | None = None,
+        return_uint8: bool = False,
+        truncation: str = "error",
+    ) -> dict[str, Any]:
+        """One LLaVA JSON record -> input_ids [T], labels [T], pixel_values [tiles, 3, S, S] or None, num_tiles, id.
+
+        images: decoded images (or paths/bytes) in marker order; default: the record's "image" paths, resolved
+            inside image_root (paths leaving it are refused).
+        max_length: default tokenizer.model_max_length.
+        truncation: what to do with a sample longer than max_length. "error" (default): SampleTooLongError.
+            "drop_trailing_turns": drop whole trailing exchanges (everything after an earlier assistant turn) while
+            that keeps at least one assistant turn and removes no image marker; SampleTooLongError if that is not
+            enough. Tokens are never cut mid-turn, so image placeholders and targets stay whole.
+        Raises a SampleError subclass naming the record id for every problem with the record.
+        """
+        if truncation not in TRUNCATION_MODES:
+            raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
+        record_id = record.get("id")
+        messages = messages_from_record(record)
+        sources = list(images) if images is not None else _record_image_paths(record)
+        num_markers = sum(message["content"].count(IMAGE_MARKER) for message in messages)
+        if num_markers != len(sources):
+            raise ImageCountMismatchError(
+                record_id, f"{num_markers} {IMAGE_MARKER} markers in the conversation but {len(sources)} images"
+            )
+
+        pixel_values, num_tiles, num_image_tokens = None, [], []
+        if sources:
+            try:
+                if images is None and image_root is not None:
+                    sources = [resolve_image_path(image_root, path) for path in sources]
+                vision = self.image_processor(sources, return_uint8=return_uint8, return_tensors="pt")
+            except ImageLoadError as err:
+                raise SampleImageError(record_id, str(err)) from err
+            pixel_values = vision["pixel_values"]  # [total_tiles, 3, S, S]
+            num_tiles = vision["num_tiles"].tolist()
+            num_image_tokens = vision["num_image_tokens"].tolist()
+
+        max_length = max_length or self.tokenizer.model_max_length
+        # Each marker becomes a one-token placeholder for rendering and tokenising; the image tokens are
+        # multiplied out on the ids afterwards (thousands of identical special tokens need no tokeniser).
+        messages = _expand_markers_in_messages(messages, [1] * len(num_image_tokens))
+        input_ids, labels = self._encode_messages(record_id, messages, num_image_tokens)
+        full_length = len(input_ids)
+        while len(input_ids) > max_length and truncation == "drop_trailing_turns":
+            shorter = _without_last_exchange(messages)
+            if shorter is None:
+                break
+            messages = shorter
+            input_ids, labels = self._encode_messages(record_id, messages, num_image_tokens)
+        if len(input_ids) > max_length:
+            raise SampleTooLongError(record_id, full_length, max_length)
+        if bool((labels == IGNORE_INDEX).all()):
+            raise NoTargetError(record_id, "no assistant turn to train on")
+        return {
+            "input_ids": input_ids,  # [T]
+            "labels": labels,  # [T]
+            "pixel_values": pixel_values,
+            "num_tiles": num_tiles,
+            "id": record_id,
+        }
+
+    def _encode_messages(
+        self, record_id: Any, messages: list[dict[str, Any]], num_image_tokens: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            rendered = self.template().render(messages, add_generation_prompt=False)
+            return self._tokenize_with_labels(rendered, num_image_tokens)
+        except ValueError as err:  # TemplateError, or a token crossing a target boundary
+            raise SampleTemplateError(record_id, str(err)) from err
+
+    def _tokenize_with_labels(self, rendered, num_image_tokens: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rendered text with one IMAGE_TOKEN per image -> input_ids [T], labels [T] with images multiplied out."""
+        # add_special_tokens=False: the template already wrote every special token (BOS included, if any).
+        encoding = self.tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+        input_ids = torch.tensor(encoding["input_ids"], dtype=torch.long)  # [t]
+        offsets = torch.tensor(encoding["offset_mapping"], dtype=torch.long).reshape(-1, 2)  # [t, 2]
+        labels = labels_from_spans(input_ids, offsets, rendered.target_spans)  # [t]
+        # Image tokens only come from user/system turns; the guard keeps that true whatever a template does.
+        labels[torch.isin(input_ids, self._image_token_ids)] = IGNORE_INDEX
+        pads = (input_ids == self.image_token_id).nonzero().flatten()  # one per image, in order
+        if len(pads) != len(num_image_tokens):
+            raise ValueError(
+                f"the rendered text holds {len(pads)} {IMAGE_TOKEN} tokens for {len(num_image_tokens)} images"
+            )
+        repeats = torch.ones_like(input_ids)
+        repeats[pads] = torch.tensor(list(num_image_tokens), dtype=torch.long)
+        return input_ids.repeat_interleave(repeats), labels.repeat_interleave(repeats)  # [T], [T]
+
+    # ----------------------------------------------------------------------------------------------- inference
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True, **template_kwargs) -> str | list[str]:
+        """Chat messages (with "<image>" markers) -> prompt text, markers kept; template_kwargs override options."""
+        if messages and isinstance(messages[0], (list, tuple)):
+            return [self.apply_chat_template(m, add_generation_prompt, **template_kwargs) for m in messages]
+        return self.template(**template_kwargs).render(messages, add_generation_prompt=add_generation_prompt).text
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        images=None,
+        padding: bool | str = "longest",
+        padding_side: str = "left",
+        return_tensors: str | None = "pt",
+        return_uint8: bool = False,
+        **kwargs,
+    ) -> BatchFeature:
+        """Prompt text(s) with "<image>" markers + images per text -> input_ids, attention_mask, pixel_values.
+
+        images: for one text, a list of its images; for a list of texts, a list of lists (one per text, in marker
+        order). Left padding by default, as generation appends on the right.
+        """
+        if text is None:
+            raise ValueError("MedGptProcessor needs text (a prompt, e.g. from apply_chat_template)")
+        if kwargs:
+            raise TypeError(f"Unexpected arguments {sorted(kwargs)}")
+        texts = [text] if isinstance(text, str) else list(text)
+        per_text_images = _images_per_text(images, len(texts), single=isinstance(text, str))
+
+        data = {}
+        tokens_per_image: list[int] = []
+        if any(per_text_images):
+            vision = self.image_processor(per_text_images, return_uint8=return_uint8, return_tensors="pt")
+            data["pixel_values"] = vision["pixel_values"]  # [total_tiles, 3, S, S]
+            tokens_per_image = vision["num_image_tokens"].tolist()
+
+        expanded, cursor = [], 0
+        for index, (prompt, sample_images) in enumerate(zip(texts, per_text_images)):
+            if prompt.count(IMAGE_MARKER) != len(sample_images):
+                raise ValueError(
+                    f"text {index} has {prompt.count(IMAGE_MARKER)} {IMAGE_MARKER} markers but "
+                    f"{len(sample_images)} images"
+                )
+            expanded.append(expand_image_markers(prompt, tokens_per_image[cursor : cursor + len(sample_images)]))
+            cursor += len(sample_images)
+
+        encoding = self.tokenizer(
+            expanded,
+            padding=padding,
+            padding_side=padding_side,
+            add_special_tokens=False,
+            return_tensors=return_tensors,
+        )
+        data.update(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"])
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values"]
+
+
+def _record_image_paths(record: Mapping[str, Any]) -> list[str]:
+    image = record.get("image")
+    if image is None:
+        return []
+    return [image] if isinstance(image, str) else list(image)
+
+
+def _expand_markers_in_messages(messages: list[dict[str, Any]], num_image_tokens: Sequence[int]) -> list[dict]:
+    expanded, cursor = [], 0
+    for message in messages:
+        count = message["content"].count(IMAGE_MARKER)
+        content = expand_image_markers(message["content"], num_image_tokens[cursor : cursor + count])
+        expanded.append({**message, "content": content})
+        cursor += count
+    return expanded
+
+
+def _without_last_exchange(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Messages up to and including the second-to-last assistant turn, or None if that would drop an image
+    placeholder or leave no assistant turn."""
+    assistant_positions = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
+    if len(assistant_positions) < 2:
+        return None
+    kept, dropped = messages[: assistant_positions[-2] + 1], messages[assistant_positions[-2] + 1 :]
+    if any(IMAGE_START_TOKEN in message["content"] for message in dropped):
+        return None
+    return kept
+
+
+def _images_per_text(images, num_texts: int, single: bool) -> list[list[Any]]:
+    if images is None:
+        return [[] for _ in range(num_texts)]
+    if single:
+        return [list(images) if isinstance(images, (list, tuple)) else [images]]
+    if len(images) != num_texts or not all(isinstance(sample, (list, tuple)) for sample in images):
+        raise ValueError(f"images must be a list of {num_texts} lists (one per text), in marker order")
+    return [list(sample) for sample in images]
+
+
+__all__ = [
+    "ImageCountMismatchError",
+    "MedGptProcessor",
+    "NoTargetError",
+    "SampleError",
+    "SampleImageError",
+    "SampleTemplateError",
+    "SampleTooLongError",
+    "expand_image_markers",
+    "labels_from_spans",
+    "messages_from_record",
+]

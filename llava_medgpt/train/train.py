@@ -1,0 +1,233 @@
+"""Train one stage of the MedGPT-oss curriculum: setup -> train -> save -> exit code.
+
+Run as: torchrun --nproc_per_node 8 -m llava_medgpt.train --model_name_or_path PREV_STAGE_DIR \
+            --data_path data_recipes/stage2_sft.yaml --output_dir outputs/stage2 \
+            --deepspeed scripts/deepspeed/zero3.json [any transformers.TrainingArguments flag]
+        (scripts/stage{0,1,2}_*.sh build this command; see docs/training.md)
+
+A stage starts from the previous stage's output folder (from_pretrained), or for stage 0 from a separately
+pretrained language model plus `--vision_tower` (model.builder.build_from_parts). It resumes by itself from the
+newest complete checkpoint in --output_dir, and ends by writing the stage's hand-off folder: config.json,
+model.safetensors, the processor files and a COMPLETE marker written last. Exit code 0: done;
+REQUEUE_EXIT_CODE (75): stopped on SIGTERM/SIGUSR1 after saving a checkpoint, run it again to resume.
+"""
+
+import json
+import logging
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+import transformers
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+from ..data.collator import MedGptCollator
+from ..data.dataset import MedGptDataset
+from ..model.builder import resolve_attn_implementation
+from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
+from .checkpointing import is_complete, latest_complete_checkpoint, mark_complete, remove_incomplete_checkpoints
+from .freezing import parse_tunable_parts
+from .preemption import REQUEUE_EXIT_CODE, PreemptionCallback
+from .trainer import MedGptTrainer
+
+logger = logging.getLogger("llava_medgpt.train")
+
+
+def _prepare_cpu_deepspeed(argv: list[str]) -> list[str]:
+    """On a machine without GPUs, make DeepSpeed and the Trainer agree on the process group (gloo).
+
+    Left alone, accelerate sees no GPU, calls the run single-process (world size 1: every rank would read the same
+    batches and the DeepSpeed batch-size check fails), while DeepSpeed itself joins all ranks. Creating accelerate's
+    DeepSpeed state with the gloo backend first, and telling the Trainer to use it, gives both the real world size.
+    """
+    if torch.cuda.is_available() or "LOCAL_RANK" not in os.environ or not any(a.startswith("--deepspeed") for a in argv):
+        return argv
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    try:
+        PartialState(backend="gloo")
+    finally:
+        del os.environ["ACCELERATE_USE_DEEPSPEED"]
+    return list(argv) + ["--accelerator_config", json.dumps({"use_configured_state": True})]
+
+
+def _dtype(training_args: TrainingArguments) -> torch.dtype:
+    if training_args.bf16:
+        return torch.bfloat16
+    if training_args.fp16:
+        return torch.float16
+    return torch.float32
+
+
+def apply_rope_scaling(text_config, model_args: ModelArguments) -> None:
+    """Set YaRN (or another rope type) on the text config; max_position_embeddings becomes factor * original."""
+    if model_args.rope_scaling_type is None:
+        return
+    if model_args.rope_scaling_factor is None or model_args.rope_original_max_position_embeddings is None:
+        raise ValueError("--rope_scaling_type needs --rope_scaling_factor and --rope_original_max_position_embeddings")
+    rope = dict(getattr(text_config, "rope_parameters", None) or {})
+    rope.update(
+        rope_type=model_args.rope_scaling_type,
+        factor=float(model_args.rope_scaling_factor),
+        original_max_position_embeddings=int(model_args.rope_original_max_position_embeddings),
+    )
+    text_config.rope_parameters = rope
+    text_config.max_position_embeddings = int(
+        model_args.rope_scaling_factor * model_args.rope_original_max_position_embeddings
+    )
+
+
+def setup_model(model_args: ModelArguments, training_args: TrainingArguments):
+    """(model, processor): assembled from parts for stage 0, else loaded from the previous stage's folder."""
+    dtype = _dtype(training_args)
+    if model_args.vision_tower:
+        if model_args.rope_scaling_type is not None:
+            raise ValueError("Set rope scaling in a later stage (it is applied when loading a MedGPT checkpoint)")
+        from ..model.builder import build_from_parts
+
+        model, processor = build_from_parts(
+            model_args.model_name_or_path, model_args.vision_tower, model_args.attn_implementation, dtype=dtype
+        )
+    else:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+        apply_rope_scaling(config.text_config, model_args)
+        attn = resolve_attn_implementation(config.text_config, model_args.attn_implementation)
+        config.text_config._attn_implementation = attn
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_args.model_name_or_path, config=config, dtype=dtype, use_safetensors=True
+        )
+        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    model.config.use_cache = False
+    model.language_model.config.use_cache = False
+    if hasattr(model.language_model.config, "output_router_logits"):
+        model.language_model.config.output_router_logits = model_args.output_router_logits
+    processor.tokenizer.model_max_length = training_args.model_max_length
+    if model_args.version is not None:
+        processor.conversation_template = model_args.version
+        processor.template()  # fail now on an unknown template name
+    if training_args.lora_enable:
+        model = _add_lora(model, training_args)
+    return model, processor
+
+
+def _add_lora(model, training_args: TrainingArguments):
+    from peft import LoraConfig, get_peft_model
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        # The hand-off folder holds merged weights; merging partitioned ZeRO-3 weights is not supported here.
+        raise ValueError("--lora_enable is supported with ZeRO-2 or without DeepSpeed, not with ZeRO-3")
+    config = LoraConfig(
+        r=training_args.lora_r,
+        lora_alpha=training_args.lora_alpha,
+        lora_dropout=training_args.lora_dropout,
+        bias=training_args.lora_bias,
+        target_modules=[m.strip() for m in training_args.lora_target_modules.split(",") if m.strip()],
+    )
+    model.language_model = get_peft_model(model.language_model, config)
+    return model
+
+
+def setup_data(data_args: DataArguments, training_args: TrainingArguments, processor):
+    env = dict(os.environ)
+    if data_args.image_folder:
+        env["IMAGE_FOLDER"] = data_args.image_folder
+    # The first process builds the record indexes; the others then load them.
+    with training_args.main_process_first(desc="record indexes"):
+        dataset = MedGptDataset(data_args.data_path, processor, max_length=training_args.model_max_length, env=env)
+    collator = MedGptCollator(
+        pad_token_id=processor.tokenizer.pad_token_id,
+        layout="packed" if data_args.packing else "padded",
+        max_length=training_args.model_max_length,
+    )
+    return dataset, collator
+
+
+def find_resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """--resume_from_checkpoint if given, else the newest complete checkpoint in output_dir (None: fresh start)."""
+    if training_args.resume_from_checkpoint:
+        if not is_complete(training_args.resume_from_checkpoint):
+            raise ValueError(f"{training_args.resume_from_checkpoint} has no COMPLETE marker: the save was cut short")
+        return training_args.resume_from_checkpoint
+    if training_args.should_save:
+        for folder in remove_incomplete_checkpoints(training_args.output_dir):
+            logger.warning("Removed incomplete checkpoint %s (its save was interrupted)", folder)
+    _barrier()
+    latest = latest_complete_checkpoint(training_args.output_dir)
+    return None if latest is None else str(latest)
+
+
+def save_stage_output(trainer: MedGptTrainer, processor, output_dir: str) -> None:
+    """The hand-off folder the next stage starts from; COMPLETE is written after everything else."""
+    model = trainer.model
+    if hasattr(model.language_model, "merge_and_unload"):  # LoRA: hand off plain merged weights
+        model.language_model = model.language_model.merge_and_unload()
+    trainer.save_model(output_dir)  # safetensors; under ZeRO-3 the weights are gathered first
+    if trainer.args.should_save:
+        # The Trainer also pickles its arguments (training_args.bin); the hand-off folder keeps them as JSON only.
+        pickled = os.path.join(output_dir, "training_args.bin")
+        if os.path.exists(pickled):
+            os.remove(pickled)
+        with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as f:
+            f.write(trainer.args.to_json_string())
+        processor.save_pretrained(output_dir)
+        with open(os.path.join(output_dir, "log_history.json"), "w", encoding="utf-8") as f:
+            json.dump(trainer.state.log_history, f, indent=1)
+    _barrier()
+    if trainer.args.should_save:
+        mark_complete(output_dir, content=f"global_step={trainer.state.global_step}\n")
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _prepare_cpu_deepspeed(argv)
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if training_args.should_log else logging.WARNING)
+    if is_complete(training_args.output_dir) and not training_args.overwrite_output_dir:
+        logger.info("%s is already a complete stage output; nothing to do", training_args.output_dir)
+        return 0
+    tunable_parts = parse_tunable_parts(model_args.mm_tunable_parts)
+    transformers.set_seed(training_args.seed)  # before the model: stage 0 initialises the projector
+
+    model, processor = setup_model(model_args, training_args)
+    dataset, collator = setup_data(data_args, training_args, processor)
+    resume = find_resume_checkpoint(training_args)
+    if resume:
+        logger.info("Resuming from %s", resume)
+
+    preemption = PreemptionCallback()
+    keep = training_args.save_total_limit
+    training_args.save_total_limit = None  # rotation happens after the COMPLETE marker (MedGptTrainer)
+    trainer = MedGptTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=[preemption],
+        tunable_parts=tunable_parts,
+        keep_checkpoints=keep,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.write_skip_report()
+    if preemption.stopped_for_preemption:
+        logger.warning("Stopped on a signal after saving checkpoint-%d; exit %d to be requeued",
+                       trainer.state.global_step, REQUEUE_EXIT_CODE)
+        return REQUEUE_EXIT_CODE
+
+    save_stage_output(trainer, processor, training_args.output_dir)
+    if training_args.should_save:
+        logger.info("Stage output (hand-off folder for the next stage): %s", os.path.abspath(training_args.output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+# Shared launcher of the curriculum stages; sourced by scripts/stage{0,1,2}_*.sh, never run by itself.
+#
+# A stage script sets STAGE and SCRIPT_DIR, sources this file (which applies PRESET defaults), sets its own
+# paper hyperparameters with `: "${VAR:=default}"` (so anything already in the environment wins), then calls
+# `launch_stage "$@"`. Variables every stage understands (all optional):
+#
+#   PRESET=tiny           tiny random checkpoint + demo data (built on first use under OUTPUT_ROOT/tiny_assets),
+#                         small batches; runs the whole curriculum on CPU in minutes
+#   OUTPUT_ROOT           where stages write: OUTPUT_ROOT/stage0, /stage1, /stage2 (default: outputs)
+#   NPROC_PER_NODE        processes per node (default: GPUs per node; on CPU 2, or 1 per SLURM node)
+#   DEEPSPEED_CONFIG      scripts/deepspeed/{zero2,zero3,zero3_offload}.json
+#   ATTN_IMPLEMENTATION   default: the backbone's choice (GPT-oss: flex_attention on GPU, eager on CPU)
+#   MAX_STEPS             stop after this many optimizer steps (default: NUM_TRAIN_EPOCHS epochs)
+#   SAVE_STEPS, SAVE_TOTAL_LIMIT, DATALOADER_NUM_WORKERS, SEED, PYTHON
+#
+# On a machine without GPUs the same command runs CPU processes: DS_ACCELERATOR=cpu, gloo, fp32 (no bf16 on CPU).
+# Under SLURM (sbatch) one torchrun per node is started with srun; master address, node rank and world size come
+# from SLURM_* variables. A USR1/TERM signal (sbatch --signal=B:USR1@120) is forwarded to the ranks, which save
+# a checkpoint and exit; the job is then requeued and resumes from that checkpoint.
+
+REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+: "${OUTPUT_ROOT:=outputs}"
+: "${PRESET:=}"
+export PYTHONPATH="$REPO_DIR${PYTHONPATH:+:$PYTHONPATH}"
+REQUEUE_EXIT_CODE=75  # llava_medgpt.train.preemption.REQUEUE_EXIT_CODE
+
+_log() { echo "[stage${STAGE}] $*" >&2; }
+_die() { echo "[stage${STAGE}] error: $*" >&2; exit 2; }
+
+# ----------------------------------------------------------------------------------------------------- hardware
+if [[ -z "${NUM_GPUS:-}" ]]; then
+  NUM_GPUS="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null)" \
+    || _die "cannot import torch with $PYTHON (activate the environment first: bash scripts/setup.sh)"
+fi
+if [[ "$NUM_GPUS" -gt 0 ]]; then
+  ON_GPU=1
+else
+  ON_GPU=0
+  export DS_ACCELERATOR=cpu  # DeepSpeed's CPU accelerator: gloo, no CUDA ops
+fi
+
+# ------------------------------------------------------------------------------------------------ PRESET=tiny
+TINY_ASSETS="$OUTPUT_ROOT/tiny_assets"
+if [[ "$PRESET" == tiny ]]; then
+  # Stage 0 starts from the tiny MedGPT checkpoint (llava_medgpt.create_tiny_checkpoint).
+  [[ "$STAGE" == 0 ]] && : "${PREV_STAGE_CHECKPOINT:=$TINY_ASSETS/checkpoint}"
+  : "${DATA_RECIPE:=$REPO_DIR/data_recipes/demo_stage${STAGE}.yaml}"
+  export DEMO_DATA="${DEMO_DATA:-$TINY_ASSETS/demo_data}"
+  : "${PER_DEVICE_BATCH_SIZE:=2}"
+  : "${GLOBAL_BATCH_SIZE:=auto}"  # PER_DEVICE_BATCH_SIZE x world size: no gradient accumulation
+  : "${MODEL_MAX_LENGTH:=4096}"
+  : "${NUM_TRAIN_EPOCHS:=1}"
+  : "${SAVE_STEPS:=2}"
+  : "${DATALOADER_NUM_WORKERS:=0}"
+  if [[ "$ON_GPU" == 0 ]]; then : "${NPROC_PER_NODE:=$([[ -n "${SLURM_JOB_ID:-}" ]] && echo 1 || echo 2)}"; fi
+elif [[ -n "$PRESET" ]]; then
+  _die "unknown PRESET=$PRESET (known: tiny)"
+fi
+
+_prepare_tiny_assets() {
+  [[ -f "$TINY_ASSETS/COMPLETE" ]] && return 0
+  _log "PRESET=tiny: writing the tiny checkpoint and the demo data to $TINY_ASSETS"
+  mkdir -p "$TINY_ASSETS"
+  "$PYTHON" -m llava_medgpt.model.tiny "$TINY_ASSETS/checkpoint" --text-backbone gpt_oss >/dev/null
+  touch "$TINY_ASSETS/checkpoint/COMPLETE"  # a start point like any finished stage output
+  "$PYTHON" -m llava_medgpt.data.demo --output "$TINY_ASSETS/demo_data" >/dev/null
+  touch "$TINY_ASSETS/COMPLETE"
+}
+
+# --------------------------------------------------------------------------------------------------- topology
+_free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'; }
+
+_topology() {
+  if [[ -n "${SLURM_JOB_ID:-}" && -n "${SLURM_JOB_NUM_NODES:-}" ]]; then
+    UNDER_SLURM=1
+    NNODES="$SLURM_JOB_NUM_NODES"
+    local first
+    first="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
+    # NodeAddr is what the nodes are reachable at (it defaults to the node name on ordinary clusters).
+    MASTER_ADDR="${MASTER_ADDR:-$(scontrol show node "$first" | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)}"
+    MASTER_PORT="${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}"
+  else
+    UNDER_SLURM=0
+    NNODES=1
+    MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+    MASTER_PORT="${MASTER_PORT:-$(_free_port)}"
+  fi
+  if [[ -z "${NPROC_PER_NODE:-}" ]]; then
+    NPROC_PER_NODE=$([[ "$ON_GPU" == 1 ]] && echo "$NUM_GPUS" || echo 2)
+  fi
+  WORLD_SIZE=$((NNODES * NPROC_PER_NODE))
+  if [[ "$ON_GPU" == 0 && -z "${OMP_NUM_THREADS:-}" ]]; then
+    local cores="${SLURM_CPUS_ON_NODE:-$(nproc)}"
+    export OMP_NUM_THREADS=$(( cores / NPROC_PER_NODE > 0 ? cores / NPROC_PER_NODE : 1 ))
+  fi
+}
+
+# ----------------------------------------------------------------------------------------------- the command
+_train_args() {
+  local accumulation global="$GLOBAL_BATCH_SIZE"
+  [[ "$global" == auto ]] && global=$((PER_DEVICE_BATCH_SIZE * WORLD_SIZE))
+  if (( global % (PER_DEVICE_BATCH_SIZE * WORLD_SIZE) != 0 )); then
+    _die "GLOBAL_BATCH_SIZE=$global is not a multiple of PER_DEVICE_BATCH_SIZE=$PER_DEVICE_BATCH_SIZE x $WORLD_SIZE processes"
+  fi
+  accumulation=$((global / (PER_DEVICE_BATCH_SIZE * WORLD_SIZE)))
+  _log "world size $WORLD_SIZE ($NNODES node(s) x $NPROC_PER_NODE), per-device batch $PER_DEVICE_BATCH_SIZE," \
+       "gradient accumulation $accumulation, global batch $global"
+
+  TRAIN_ARGS=(
+    --model_name_or_path "$MODEL_NAME_OR_PATH"
+    --mm_tunable_parts "$MM_TUNABLE_PARTS"
+    --data_path "$DATA_RECIPE"
+    --output_dir "$OUTPUT_DIR"
+    --deepspeed "$DEEPSPEED_CONFIG"
+    --learning_rate "$LEARNING_RATE"
+    --mm_projector_lr "$MM_PROJECTOR_LR"
+    --mm_vision_tower_lr "$MM_VISION_TOWER_LR"
+    --weight_decay "$WEIGHT_DECAY"
+    --lr_scheduler_type cosine
+    --warmup_steps "$WARMUP_RATIO"  # a float below 1 is a ratio of the total steps (transformers 5)
+    --num_train_epochs "$NUM_TRAIN_EPOCHS"
+    --per_device_train_batch_size "$PER_DEVICE_BATCH_SIZE"
+    --gradient_accumulation_steps "$accumulation"
+    --model_max_length "$MODEL_MAX_LENGTH"
+    --gradient_checkpointing True
+    --gradient_checkpointing_kwargs '{"use_reentrant": false}'
+    --group_by_modality_length "${GROUP_BY_MODALITY_LENGTH:-True}"
+    --logging_steps 1
+    --save_strategy steps
+    --save_steps "${SAVE_STEPS:-500}"
+    --save_total_limit "${SAVE_TOTAL_LIMIT:-2}"
+    --dataloader_num_workers "${DATALOADER_NUM_WORKERS:-4}"
+    --seed "${SEED:-42}"
+    --report_to none
+  )
+  [[ -n "${VISION_TOWER_ARG:-}" ]] && TRAIN_ARGS+=(--vision_tower "$VISION_TOWER_ARG")
+  [[ -n "${CONVERSATION_VERSION:-}" ]] && TRAIN_ARGS+=(--version "$CONVERSATION_VERSION")
+  [[ -n "${ATTN_IMPLEMENTATION:-}" ]] && TRAIN_ARGS+=(--attn_implementation "$ATTN_IMPLEMENTATION")
+  [[ -n "${MAX_STEPS:-}" ]] && TRAIN_ARGS+=(--max_steps "$MAX_STEPS")
+  if [[ -n "${ROPE_SCALING_TYPE:-}" ]]; then
+    TRAIN_ARGS+=(--rope_scaling_type "$ROPE_SCALING_TYPE" --rope_scaling_factor "$ROPE_SCALING_FACTOR"
+                 --rope_original_max_position_embeddings "$ROPE_ORIGINAL_MAX_POSITION_EMBEDDINGS")
+  fi
+  if [[ "$ON_GPU" == 1 ]]; then TRAIN_ARGS+=(--bf16 True); fi
+  return 0
+}
+
+# Run "$@" in the background and forward USR1/TERM to it: the ranks then save a checkpoint and exit.
+_run_forwarding_signals() {
+  SIGNALLED=0
+  "$@" &
+  local child=$!
+  trap "SIGNALLED=1; kill -USR1 $child 2>/dev/null || true" USR1 TERM
+  local rc
+  while :; do
+    wait "$child" && rc=0 || rc=$?
+    kill -0 "$child" 2>/dev/null || break  # wait returned because a trap ran: keep waiting for the child
+  done
+  trap - USR1 TERM
+  return "$rc"
+}
+
+launch_stage() {
+  [[ "$PRESET" == tiny ]] && _prepare_tiny_assets
+  # Start point: the previous stage's folder, or (stage 0) a language model plus a vision tower.
+  if [[ -n "${PREV_STAGE_CHECKPOINT:-}" ]]; then
+    [[ -f "$PREV_STAGE_CHECKPOINT/COMPLETE" ]] || \
+      _die "PREV_STAGE_CHECKPOINT=$PREV_STAGE_CHECKPOINT is not a finished stage output (no COMPLETE marker); run the previous stage first"
+    MODEL_NAME_OR_PATH="$PREV_STAGE_CHECKPOINT"
+    VISION_TOWER_ARG=""
+  else
+    [[ "$STAGE" == 0 ]] || _die "PREV_STAGE_CHECKPOINT is empty; stage $STAGE starts from the previous stage's output"
+    VISION_TOWER_ARG="$VISION_TOWER"
+  fi
+  mkdir -p "$OUTPUT_DIR"
+  _topology
+  _train_args
+
+  local torchrun=("$PYTHON" -m torch.distributed.run
+    --nnodes "$NNODES" --nproc_per_node "$NPROC_PER_NODE"
+    --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT"
+    --signals_to_handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown_timeout "${SHUTDOWN_TIMEOUT:-600}")
+  local rc
+  if [[ "$UNDER_SLURM" == 1 ]]; then
+    _log "SLURM job $SLURM_JOB_ID: $NNODES node(s) ($SLURM_JOB_NODELIST), master $MASTER_ADDR:$MASTER_PORT"
+    # One torchrun per node; its node rank is that task's SLURM_NODEID (torchrun reads PET_NODE_RANK).
+    _run_forwarding_signals srun --nodes "$NNODES" --ntasks-per-node 1 --kill-on-bad-exit=1 \
+      bash -c 'export PET_NODE_RANK="$SLURM_NODEID"; exec "$@"' _ \
+      "${torchrun[@]}" -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" && rc=0 || rc=$?
+  else
+    _run_forwarding_signals "${torchrun[@]}" --node_rank 0 -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" \
+      && rc=0 || rc=$?
+  fi
+
+  if [[ "$rc" == 0 && -f "$OUTPUT_DIR/COMPLETE" ]]; then
+    _log "done. Stage output (start of the next stage): $(cd "$OUTPUT_DIR" && pwd)"
+    _log "resume checkpoints: $(cd "$OUTPUT_DIR" && pwd)/checkpoint-*"
+    return 0
+  fi
+  if [[ "$SIGNALLED" == 1 || "$rc" == "$REQUEUE_EXIT_CODE" ]]; then
+    if [[ "$UNDER_SLURM" == 1 ]]; then
+      _log "stopped on a signal after saving a checkpoint; requeueing job $SLURM_JOB_ID"
+      scontrol requeue "$SLURM_JOB_ID"
+      exit 0
+    fi
+    _log "stopped on a signal after saving a checkpoint; run the same command again to resume"
+    exit "$REQUEUE_EXIT_CODE"
+  fi
+  _log "training failed (exit code $rc)"
+  exit "$rc"
+}

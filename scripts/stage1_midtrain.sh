@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Stage 1 - mid-training (paper 3.2): long-context image-report pairs; all parameters train. YaRN rope scaling
+# (factor 32, from 4,096 to 131,072 positions) is set on the text config. Starts from stage 0's output folder.
+#
+# Run as: sbatch scripts/stage1_midtrain.sh
+#         bash scripts/stage1_midtrain.sh
+#         PRESET=tiny OUTPUT_ROOT=/tmp/x bash scripts/stage1_midtrain.sh
+# Every variable below can be set in the environment instead; extra arguments go to `python -m llava_medgpt.train`.
+#
+#SBATCH --job-name=medgpt-stage1
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=8
+#SBATCH --cpus-per-task=64
+#SBATCH --time=72:00:00
+#SBATCH --signal=B:USR1@300
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output=%x-%j.out
+set -euo pipefail
+STAGE=1
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [[ ! -f "$SCRIPT_DIR/_launch.sh" ]]; then  # sbatch runs a copy of this file from its spool folder
+  SCRIPT_DIR="$(dirname "$(scontrol show job "$SLURM_JOB_ID" | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')")"
+fi
+source "$SCRIPT_DIR/_launch.sh"
+
+: "${PREV_STAGE_CHECKPOINT:=$OUTPUT_ROOT/stage0}"
+: "${DATA_RECIPE:=$REPO_DIR/data_recipes/stage1_midtrain.yaml}"
+: "${OUTPUT_DIR:=$OUTPUT_ROOT/stage1}"
+# The paper's text trains everything in stage 1; its Table 2 freezes the vision encoder. 0 follows Table 2.
+: "${TRAIN_VISION_TOWER:=1}"
+if [[ "$TRAIN_VISION_TOWER" == 1 ]]; then
+  : "${MM_TUNABLE_PARTS:=mm_vision_tower,mm_mlp_adapter,mm_language_model}"
+else
+  : "${MM_TUNABLE_PARTS:=mm_mlp_adapter,mm_language_model}"
+fi
+# Table 2's learning-rate values are not legible in our copy of the paper; these are LLaVA-OneVision's.
+: "${LEARNING_RATE:=1e-5}"
+: "${MM_PROJECTOR_LR:=1e-5}"
+: "${MM_VISION_TOWER_LR:=2e-6}"
+: "${WEIGHT_DECAY:=0.05}"
+: "${WARMUP_RATIO:=0.03}"
+: "${NUM_TRAIN_EPOCHS:=1}"
+: "${MODEL_MAX_LENGTH:=32768}"
+: "${PER_DEVICE_BATCH_SIZE:=16}"
+: "${GLOBAL_BATCH_SIZE:=128}"
+: "${ROPE_SCALING_TYPE:=yarn}"
+: "${ROPE_SCALING_FACTOR:=32}"
+: "${ROPE_ORIGINAL_MAX_POSITION_EMBEDDINGS:=4096}"
+: "${DEEPSPEED_CONFIG:=$REPO_DIR/scripts/deepspeed/zero3.json}"
+
+launch_stage "$@"

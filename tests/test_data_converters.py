@@ -1,0 +1,281 @@
+"""Converters: fixture files in each source's published schema -> exact training records; bad-row accounting."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from llava_medgpt.data.convert import convert_rows, convert_source, main as convert_main, read_rows
+from llava_medgpt.data.converters import CONVERTERS
+from llava_medgpt.data.converters.common import split_think
+from llava_medgpt.data.converters.mcq import MCQ_INSTRUCTION, format_mcq_prompt, mcq_question_stem
+from llava_medgpt.data.converters.report import parse_report_sections, read_mimic_cxr_studies
+from llava_medgpt.data.records import Record, RecordError, validate_record
+
+FIX = Path(__file__).parent / "fixtures" / "sources"
+MCQ = MCQ_INSTRUCTION
+
+
+def convert_file(name, path):
+    converter = CONVERTERS[name]
+    rows = read_mimic_cxr_studies(path) if converter.reader == "mimic_cxr" else read_rows(path)
+    records, skipped = [], []
+    for row_number, out, reason in convert_rows(converter, rows):
+        records += out
+        if reason is not None:
+            skipped.append((row_number, reason))
+    return records, skipped
+
+
+def conv(*turns):
+    return [{"from": r, "value": v} if len(t) == 2 else {"from": r, "value": v, "reasoning": t[2]}
+            for t in turns for r, v in [t[:2]]]
+
+
+CASES = {
+    "pmc_oa": ("pmc_oa.jsonl", {
+        "id": "pmc_oa-PMC212319_Fig3_4", "image": "PMC212319_Fig3_4.jpg",
+        "conversations": conv(("human", "<image>\nDescribe the medical image."),
+                              ("gpt", "Real time image of the translocation of ARF1-GFP to the plasma membrane."))},
+        [(2, "missing field 'caption'")]),
+    "rocov2": ("rocov2_train_captions.csv", {
+        "id": "rocov2-ROCOv2_2023_train_000001", "image": "ROCOv2_2023_train_000001.jpg",
+        "conversations": conv(("human", "<image>\nDescribe the medical image."),
+                              ("gpt", "Head CT demonstrating left parotiditis."))}, []),
+    "quilt_1m": ("quilt_1M_lookup.csv", {
+        "id": "quilt_1m-9kXmZ0WeXi0_image_2f5b", "image": "9kXmZ0WeXi0_image_2f5b.jpg",
+        "conversations": conv(("human", "<image>\nDescribe the medical image."),
+                              ("gpt", "Sheets of atypical lymphocytes with scant cytoplasm."))}, []),
+    "pubmedvision_alignment": ("pubmedvision_alignment.json", {
+        "id": "pubmedvision-pmc_vision_1", "image": "images/PMC5_fig1.jpg",
+        "conversations": conv(("human", "<image>\nDescribe the image."), ("gpt", "An axial CT of the abdomen."))}, []),
+    "slake": ("slake_train.json", {
+        "id": "slake-11934", "image": "xmlab102/source.jpg",
+        "conversations": conv(("human", "<image>\nWhich organ is abnormal?"), ("gpt", "Lung"))},
+        [(2, "q_lang is not 'en'")]),
+    "vqa_rad": ("vqa_rad_public.json", {
+        "id": "vqa_rad-1", "image": "synpic54610.jpg",
+        "conversations": conv(("human", "<image>\nAre regions of the brain infarcted?"), ("gpt", "Yes"))},
+        [(2, "test row (phrase_type starts with 'test')")]),
+    "pmc_vqa": ("pmc_vqa_train.csv", {
+        "id": "pmc_vqa-PMC1064097_F1-0", "image": "PMC1064097_F1.jpg",
+        "conversations": conv(
+            ("human", "<image>\nWhat is the uptake pattern in the breast?\nA. Diffuse uptake pattern\n"
+                      "B. Focal uptake pattern\nC. No uptake pattern\nD. Cannot determine from the information given\n"
+                      + MCQ),
+            ("gpt", "B. Focal uptake pattern"))},
+        [(2, "Answer_label 'E' is not one of A-D")]),
+    "medqa": ("medqa_train.jsonl", {
+        "id": "medqa-0",
+        "conversations": conv(
+            ("human", "A 23-year-old pregnant woman at 22 weeks gestation presents with burning upon urination. "
+                      "Which of the following is the best treatment for this patient?\nA. Ampicillin\nB. Ceftriaxone\n"
+                      "C. Doxycycline\nD. Nitrofurantoin\n" + MCQ),
+            ("gpt", "D. Nitrofurantoin"))}, []),
+    "medmcqa": ("medmcqa_train.jsonl", {
+        "id": "medmcqa-e9ad821a-c438-4965-9f77-760819dfa155",
+        "conversations": conv(
+            ("human", "Chronic urethral obstruction due to benign prismatic hyperplasia can lead to the following "
+                      "change in kidney parenchyma\nA. Hyperplasia\nB. Hyperophy\nC. Atrophy\nD. Dyplasia\n" + MCQ),
+            ("gpt", "C. Atrophy"))}, None),  # bad rows checked in test_bad_rows_are_counted_with_row_and_reason
+    "pubmedqa": ("pubmedqa_ori_pqal.json", {
+        "id": "pubmedqa-21645374",
+        "conversations": conv(
+            ("human", "Context: Programmed cell death (PCD) is the regulated death of cells within an organism.\n"
+                      "The following paper elucidates the role of mitochondrial dynamics during developmentally "
+                      "regulated PCD.\nQuestion: Do mitochondria play a role in remodelling lace plant leaves during "
+                      "programmed cell death?\nA. yes\nB. no\nC. maybe\n" + MCQ),
+            ("gpt", "A. yes"))}, []),
+    "medexpqa": ("medexpqa_train.en.casimedicos.rag.jsonl", {
+        "id": "medexpqa-17",
+        "conversations": conv(
+            ("human", "A 62-year-old man consults for dyspnea. What is the most likely diagnosis?\nA. Asthma.\n"
+                      "B. COPD.\nC. Heart failure.\nD. Pneumonia.\n" + MCQ),
+            ("gpt", "C. Heart failure."))}, []),
+    "healthcaremagic": ("healthcaremagic.jsonl", {
+        "id": "healthcaremagic-0",
+        "conversations": conv(
+            ("system", "If you are a doctor, please answer the medical questions based on the patient's description."),
+            ("human", "Hi doctor, I have had a dry cough for two weeks and mild fever."),
+            ("gpt", "Hi, thanks for your query. A chest X-ray would help rule out pneumonia."))}, []),
+    "alpacare": ("alpacare.jsonl", {
+        "id": "alpacare-0",
+        "conversations": conv(("human", "Explain the mechanism of action of metformin."),
+                              ("gpt", "Metformin lowers hepatic glucose production."))}, []),
+    "icliniq": ("icliniq.jsonl", {
+        "id": "icliniq-0",
+        "conversations": conv(("human", "Hello doctor, my child has a rash after amoxicillin."),
+                              ("gpt", "Stop the drug and consult in person."))}, []),
+    "infinity_instruct": ("infinity_instruct_gen.jsonl", {
+        "id": "infinity_instruct-5",
+        "conversations": conv(("human", "Write a haiku about the sea."), ("gpt", "Waves fold into foam"))},
+        [(2, "conversation does not end with an assistant turn")]),
+    "huatuo_o1": ("medical_o1_sft.json", {
+        "id": "huatuo_o1-0",
+        "conversations": conv(
+            ("human", "A 45-year-old man has crushing chest pain radiating to the jaw. What is the most likely diagnosis?"),
+            ("gpt", "The most likely diagnosis is acute myocardial infarction.",
+             "Okay, crushing pain radiating to the jaw suggests cardiac ischemia."))},
+        [(2, "missing field 'Complex_CoT'")]),
+    "ii_medical_reasoning": ("ii_medical_reasoning.jsonl", {
+        "id": "ii_medical_reasoning-ii-1",
+        "conversations": conv(("human", "What causes scurvy?"),
+                              ("gpt", "Vitamin C deficiency.", "Scurvy is a vitamin deficiency."))}, []),
+    "medthoughts_8k": ("MedThoughts-8K.jsonl", {
+        "id": "medthoughts_8k-medqa-us-train-4",
+        "conversations": conv(
+            ("human", "Which vitamin deficiency causes scurvy?\nA. Vitamin A\nB. Vitamin C\nC. Vitamin D\n"
+                      "D. Vitamin K\nE. Vitamin B12\n" + MCQ),
+            ("gpt", "B. Vitamin C", "Scurvy results from lack of ascorbic acid."))}, []),
+    "mimic_cxr_single": ("mimic_cxr", {
+        "id": "mimic_cxr_single-50000002", "image": "files/p10/p10000032/s50000002/d-b1.jpg",
+        "conversations": conv(
+            ("human", "<image>\nChest X-ray (AP).\nWrite the FINDINGS section of the radiology report."),
+            ("gpt", "Lung volumes are low. Mild bibasilar atelectasis is new."))},
+        [(1, "multi-image study (single-panel set takes one-image studies)"),
+         (3, "report has no FINDINGS section"), (4, "study in split 'test'")]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_converter_on_published_schema(name):
+    filename, expected_first, expected_skips = CASES[name]
+    records, skipped = convert_file(name, FIX / filename)
+    assert records[0] == expected_first
+    if expected_skips is not None:
+        assert skipped == expected_skips
+
+
+def test_mimic_longitudinal_puts_prior_study_first():
+    records, skipped = convert_file("mimic_cxr_longitudinal", FIX / "mimic_cxr")
+    assert [r["id"] for r in records] == ["mimic_cxr_longitudinal-50000001", "mimic_cxr_longitudinal-50000002"]
+    assert records[0]["image"] == ["files/p10/p10000032/s50000001/d-a1.jpg", "files/p10/p10000032/s50000001/d-a2.jpg"]
+    assert records[0]["conversations"][0]["value"] == (
+        "Current study (21800506; PA, LATERAL):\n<image>\n<image>\n"
+        "Write the FINDINGS section of the radiology report.")
+    assert records[1] == {
+        "id": "mimic_cxr_longitudinal-50000002",
+        "image": ["files/p10/p10000032/s50000001/d-a1.jpg", "files/p10/p10000032/s50000001/d-a2.jpg",
+                  "files/p10/p10000032/s50000002/d-b1.jpg"],
+        "conversations": conv(
+            ("human", "Prior study (21800506; PA, LATERAL):\n<image>\n<image>\nCurrent study (21800626; AP):\n"
+                      "<image>\nWrite the FINDINGS section of the radiology report for the current study, "
+                      "comparing with the prior study where relevant."),
+            ("gpt", "Lung volumes are low. Mild bibasilar atelectasis is new."))}
+    assert skipped == [(3, "one image and no prior study (single-panel set)"), (4, "study in split 'test'")]
+
+
+def test_mimic_reader_orders_studies_and_links_priors():
+    rows = list(read_mimic_cxr_studies(FIX / "mimic_cxr"))
+    assert [(r["subject_id"], r["study_id"], r["split"]) for r in rows] == [
+        ("10000032", "50000001", "train"), ("10000032", "50000002", "train"),
+        ("10000764", "50000003", "train"), ("10000898", "50000005", "test")]
+    assert rows[0]["prior"] is None and rows[1]["prior"]["study_id"] == "50000001"
+    assert rows[2]["prior"] is None  # a different subject's study is never a prior
+    assert [i["view"] for i in rows[0]["images"]] == ["PA", "LATERAL"]
+
+
+def test_report_sections():
+    report = (FIX / "mimic_cxr/files/p10/p10000032/s50000001.txt").read_text()
+    sections = parse_report_sections(report)
+    assert sections["FINDINGS"] == ("There is no focal consolidation, pleural effusion or pneumothorax. "
+                                    "Bilateral nodular opacities that most likely represent nipple shadows.")
+    assert sections["IMPRESSION"] == "No acute cardiopulmonary process."
+    assert sections["COMPARISON"] == "None."
+
+
+def test_bad_rows_are_counted_with_row_and_reason(tmp_path, capsys):
+    out = tmp_path / "medmcqa.jsonl"
+    report = convert_source("medmcqa", FIX / "medmcqa_train.jsonl", out)
+    assert (report.rows_read, report.records_written) == (3, 1)
+    assert report.skipped[0] == (2, "cop -1 is not 0-3")
+    assert report.skipped[1][0] == 3 and report.skipped[1][1].startswith("invalid JSON")
+    assert len(out.read_text().splitlines()) == 1
+    log = (tmp_path / "medmcqa.jsonl.skipped.tsv").read_text().splitlines()
+    assert log[0] == "row\treason" and log[1] == "2\tcop -1 is not 0-3" and log[2].startswith("3\tinvalid JSON")
+    assert convert_main(["medmcqa", "--input", str(FIX / "medmcqa_train.jsonl"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 rows read, 1 records written, 2 rows skipped" in printed
+    assert "cop -1 is not 0-3  (rows 2)" in printed
+
+
+def test_image_root_checks_that_images_exist(tmp_path):
+    report = convert_source("rocov2", FIX / "rocov2_train_captions.csv", tmp_path / "r.jsonl",
+                            image_root=FIX / "images" / "rocov2")
+    assert report.records_written == 1 and report.skipped == [(2, "image not found under --image-root")]
+
+
+def test_embedded_hub_images_are_written_below_image_root(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "blue").save(buffer, format="PNG")
+    table = pa.table({"image": [{"bytes": buffer.getvalue(), "path": None}],
+                      "question": ["is there a fracture?"], "answer": ["no"]})
+    pq.write_table(table, tmp_path / "vqa_rad_train.parquet")  # flaviagiammarino/vqa-rad layout
+    report = convert_source("vqa_rad", tmp_path / "vqa_rad_train.parquet", tmp_path / "out.jsonl",
+                            image_root=tmp_path / "images")
+    assert report.records_written == 1 and report.skipped == []
+    record = json.loads((tmp_path / "out.jsonl").read_text())
+    assert record == {"id": "vqa_rad-0", "image": "vqa_rad/1-image.png",
+                      "conversations": conv(("human", "<image>\nis there a fracture?"), ("gpt", "no"))}
+    assert (tmp_path / "images/vqa_rad/1-image.png").read_bytes() == buffer.getvalue()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<think>\nstep 1\n</think>\n\nanswer", ("step 1", "answer")),
+    ("step 1</think>answer", ("step 1", "answer")),
+    ("plain answer", (None, "plain answer")),
+    ("<think></think>answer", (None, "answer")),
+    ("<think>t</think><answer>B. x</answer>", ("t", "B. x")),
+])
+def test_split_think(text, expected):
+    assert split_think(text) == expected
+
+
+def test_mcq_stem_inverts_the_prompt_format():
+    question = "Which nerve?\nConsider the anatomy."
+    prompt = format_mcq_prompt(question, {"A": "Axillary", "B": "Radial"})
+    assert prompt == f"Which nerve?\nConsider the anatomy.\nA. Axillary\nB. Radial\n{MCQ}"
+    assert mcq_question_stem(prompt) == question
+    assert mcq_question_stem("Not an MCQ\nA. thing") == "Not an MCQ\nA. thing"
+
+
+def test_registry_covers_every_family():
+    assert len(CONVERTERS) == 31
+    assert {c.family for c in CONVERTERS.values()} == {"caption", "report", "vqa", "mcq", "chat", "reasoning"}
+
+
+@pytest.mark.parametrize("record, problem", [
+    ({"id": "a", "conversations": [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "x"}]},
+     "1 '<image>' markers but 0 images"),
+    ({"id": "a", "image": "x.jpg", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "x"}]},
+     "0 '<image>' markers but 1 images"),
+    ({"id": "a", "conversations": [{"from": "human", "value": "q", "reasoning": "r"}, {"from": "gpt", "value": "x"}]},
+     "'reasoning' is allowed on assistant"),
+    ({"id": "a", "image": "/etc/x.jpg", "conversations": [{"from": "human", "value": "<image>q"},
+                                                           {"from": "gpt", "value": "x"}]}, "must be relative"),
+    ({"id": "a", "image": ["../x.jpg"], "conversations": [{"from": "human", "value": "<image>q"},
+                                                           {"from": "gpt", "value": "x"}]}, "must be relative"),
+    ({"id": "a", "conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "q"}]},
+     "last turn must be an assistant"),
+    ({"id": "a", "conversations": [{"from": "user", "value": "q"}, {"from": "gpt", "value": "x"}]}, "has role 'user'"),
+    ({"id": "", "conversations": []}, "'id' must be a non-empty string"),
+    ({"id": "a", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "x", "score": 1}]},
+     "unknown keys ['score']"),
+])
+def test_validate_record_rejects(record, problem):
+    with pytest.raises(RecordError) as info:
+        validate_record(record)
+    assert problem in str(info.value) and repr(record["id"]) in str(info.value)
+
+
+def test_record_view_round_trips():
+    raw = {"id": "r1", "image": ["a.jpg", "b.jpg"],
+           "conversations": conv(("human", "<image>\n<image>\nq"), ("gpt", "x", "because"))}
+    record = Record.from_dict(raw)
+    assert record.images == ("a.jpg", "b.jpg") and record.turns[1].reasoning == "because"
+    assert record.to_dict() == raw

@@ -1,0 +1,303 @@
+"""Record index, recipe-driven dataset, and bad-sample accounting."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from llava_medgpt.data.collator import MedGptCollator
+from llava_medgpt.data.dataset import MedGptDataset
+from llava_medgpt.data.index import (
+    CHARS_PER_TOKEN,
+    TOKENS_PER_TURN,
+    MalformedRecordError,
+    ManifestFormatError,
+    RecordIndex,
+    estimate_record_length,
+    index_dir_for,
+)
+from llava_medgpt.data.recipes import select_indices
+from llava_medgpt.data.skips import BatchMeta, SkippedSample, SkipReport, TooManyBadSamplesError
+from llava_medgpt.model.tokenizer import build_tiny_tokenizer
+from llava_medgpt.processing.image_processor import MedGptImageProcessor
+from llava_medgpt.processing.processor import MedGptProcessor
+
+
+def text_record(i, words=3):
+    answer = " ".join(["effusion"] * words)
+    return {"id": f"t{i}", "conversations": [{"from": "human", "value": f"Question {i} ✓?"},
+                                             {"from": "gpt", "value": f"Answer {i}: {answer}"}]}
+
+
+def image_record(i, path):
+    return {"id": f"m{i}", "image": path, "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"},
+                                                            {"from": "gpt", "value": f"Finding {i}."}]}
+
+
+# ------------------------------------------------------------------------------------------------ index
+
+
+@pytest.fixture
+def records():
+    rng = random.Random(0)
+    out = []
+    for i in range(300):
+        record = text_record(i, rng.randint(1, 40)) if i % 3 else image_record(i, f"img/{i}.png")
+        if i % 7 == 0:
+            record["conversations"][-1]["reasoning"] = "ünïcode reasoning " * rng.randint(1, 5)
+        out.append(record)
+    return out
+
+
+def write_manifests(tmp_path, records):
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" + ("\n" if i % 50 == 0 else "")
+                             for i, r in enumerate(records)), encoding="utf-8")
+    json_list = tmp_path / "m.json"
+    json_list.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "m.parquet"
+    pq.write_table(pa.Table.from_pylist(records), parquet)
+    return [jsonl, json_list, parquet]
+
+
+def test_index_random_access_equals_sequential_read_for_every_format(tmp_path, records):
+    for manifest in write_manifests(tmp_path, records):
+        index = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+        assert len(index) == len(records), manifest.name
+        assert isinstance(index.offsets, np.memmap) and index.offsets.dtype == np.int64
+        order = list(range(len(records)))
+        random.Random(1).shuffle(order)
+        for i in order:
+            assert index.read(i) == records[i], (manifest.name, i)
+        expected = [estimate_record_length(r) for r in records]
+        assert index.text_tokens.tolist() == [t for t, _ in expected]
+        assert index.num_images.tolist() == [n for _, n in expected]
+
+
+def test_index_pickles_by_path_for_spawned_workers(tmp_path, records):
+    import pickle
+
+    index = RecordIndex.open(write_manifests(tmp_path, records)[0], cache_dir=tmp_path / "cache")
+    payload = pickle.dumps(index)
+    assert len(payload) < 1000  # the arrays are re-mapped in the worker, not copied
+    clone = pickle.loads(payload)
+    assert [clone.read(i) for i in (0, 150, 299)] == [records[0], records[150], records[299]]
+
+
+def test_jsonl_offsets_point_at_line_starts(tmp_path, records):
+    jsonl = write_manifests(tmp_path, records[:20])[0]
+    data = jsonl.read_bytes()
+    line_starts = [0] + [k + 1 for k, byte in enumerate(data) if byte == ord("\n")][:-1]
+    nonblank = [s for s in line_starts if data[s : s + 1] not in (b"\n", b"")]
+    index = RecordIndex.open(jsonl, cache_dir=tmp_path / "cache")
+    assert index.offsets.tolist() == nonblank + [len(data)]
+
+
+def test_length_estimate_counts_characters_turns_and_images():
+    record = {"id": "a", "image": ["x.png", "y.png"], "conversations": [
+        {"from": "human", "value": "a" * 40}, {"from": "gpt", "value": "b" * 21, "reasoning": "c" * 19}]}
+    assert estimate_record_length(record) == ((40 + 21 + 19) // CHARS_PER_TOKEN + 2 * TOKENS_PER_TURN, 2)
+    assert estimate_record_length(["not", "a", "record"]) == (0, 0)
+
+
+def test_malformed_line_is_indexed_and_raises_naming_the_line_on_read(tmp_path):
+    manifest = tmp_path / "bad.jsonl"
+    manifest.write_text(json.dumps(text_record(0)) + "\n{\"id\": \"t1\", oops\n" + json.dumps(text_record(2)) + "\n")
+    index = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+    assert len(index) == 3
+    assert index.read(2)["id"] == "t2"
+    with pytest.raises(MalformedRecordError, match=r"bad\.jsonl#1"):
+        index.read(1)
+
+
+def test_index_is_cached_and_rebuilt_when_the_manifest_changes(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(text_record(i)) + "\n" for i in range(5)))
+    first = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+    meta_mtime = (first.index_dir / "meta.json").stat().st_mtime_ns
+    again = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+    assert again.index_dir == first.index_dir
+    assert (again.index_dir / "meta.json").stat().st_mtime_ns == meta_mtime  # loaded, not rebuilt
+    with open(manifest, "a") as f:
+        f.write(json.dumps(text_record(5)) + "\n")
+    changed = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+    assert changed.index_dir != first.index_dir and len(changed) == 6
+    assert changed.read(5)["id"] == "t5"
+    assert not first.index_dir.exists()  # the stale index was removed
+    assert index_dir_for(manifest, tmp_path / "cache") == changed.index_dir
+
+
+def test_a_json_manifest_that_is_not_a_list_is_refused(tmp_path):
+    manifest = tmp_path / "obj.json"
+    manifest.write_text('{"id": "x"}')
+    with pytest.raises(ManifestFormatError, match="obj.json"):
+        RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+
+
+# ------------------------------------------------------------------------------------------ skip report
+
+
+def test_skip_report_counts_reasons_and_raises_above_the_fraction(tmp_path):
+    report = SkipReport(max_fraction=0.01, min_samples=100)
+    report.update(BatchMeta(num_samples=99, skipped=[SkippedSample("s/a", "too_long", "record 'a': 9 tokens")]))
+    report.update(BatchMeta(num_samples=1))
+    assert report.fraction == pytest.approx(0.01)  # exactly 1% is allowed
+    with pytest.raises(TooManyBadSamplesError) as excinfo:
+        report.update(BatchMeta(num_samples=1, skipped=[SkippedSample("s/b", "image_load", "cannot load image b")]))
+    message = str(excinfo.value)
+    assert "2 of 101 samples skipped" in message
+    assert "too_long: 1 (e.g. s/a)" in message and "image_load: 1 (e.g. s/b)" in message
+    written = json.loads(report.write_json(tmp_path / "skips.json").read_text())
+    assert written["counts"] == {"too_long": 1, "image_load": 1}
+    assert written["ids"] == {"too_long": ["s/a"], "image_load": ["s/b"]}
+
+
+def test_skip_report_waits_for_min_samples_but_finalize_checks():
+    report = SkipReport(max_fraction=0.01, min_samples=1000)
+    report.update(BatchMeta(num_samples=10, skipped=[SkippedSample("s/a", "malformed_json", "")]))
+    with pytest.raises(TooManyBadSamplesError, match="1 of 10"):
+        report.finalize()
+
+
+# ------------------------------------------------------------------------------------------- dataset
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return MedGptProcessor(image_processor=MedGptImageProcessor(), tokenizer=build_tiny_tokenizer("gpt_oss"),
+                           conversation_template="medical_harmony")
+
+
+MAX_LENGTH = 2048
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """An image source with every kind of bad sample, and a text source; returns the recipe path."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.new("RGB", (300 + 40 * i, 200), (10 * i, 20, 30)).save(images / f"ok{i}.png")
+    (images / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (50, 50)).save(outside)
+    os.symlink(outside, images / "link.png")
+    image_lines = [json.dumps(image_record(i, f"ok{i}.png")) for i in range(4)]
+    image_lines += [
+        '{"id": "broken", "image": "ok0.png", "conversations": [',  # malformed JSON
+        json.dumps(image_record(10, "missing.png")),
+        json.dumps(image_record(11, "corrupt.png")),
+        json.dumps(image_record(12, "../secret.png")),  # refused by the record schema
+        json.dumps(image_record(13, "link.png")),  # a symlink that leaves the image folder
+    ]
+    (tmp_path / "vqa.jsonl").write_text("\n".join(image_lines) + "\n")
+    text_lines = [json.dumps(text_record(i)) for i in range(6)]
+    (tmp_path / "chat.jsonl").write_text("\n".join(text_lines) + "\n")
+    (tmp_path / "long.jsonl").write_text(json.dumps(text_record(99, words=3000)) + "\n")  # >> MAX_LENGTH tokens
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"""
+seed: 7
+datasets:
+  - name: VQA
+    json_path: {tmp_path}/vqa.jsonl
+    image_folder: {images}
+    sampling_strategy: all
+    expected_count: 9
+    modality: image
+    reasoning: false
+    source: test
+    converter: pmc_vqa
+  - name: Chat
+    json_path: {tmp_path}/chat.jsonl
+    sampling_strategy: "random:5"
+    expected_count: 6
+    modality: text
+    reasoning: false
+    source: test
+    converter: alpacare
+  - name: Long
+    json_path: {tmp_path}/long.jsonl
+    sampling_strategy: all
+    expected_count: 1
+    modality: text
+    reasoning: false
+    source: test
+    converter: alpacare
+""")
+    return recipe
+
+
+def test_dataset_follows_the_recipe_selection(corpus, processor, tmp_path):
+    dataset = MedGptDataset(corpus, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    assert len(dataset) == 9 + 5 + 1
+    chat_selected = select_indices("random:5", 6, seed=7, name="Chat").tolist()
+    assert [dataset.read_record(k)["id"] for k in range(9, 14)] == [f"t{i}" for i in chat_selected]
+    assert dataset.read_record(14)["id"] == "t99"
+    # The malformed line (sample 4) cannot be parsed, so the index knows no image for it.
+    assert dataset.has_image.tolist() == [True] * 4 + [False] + [True] * 4 + [False] * 6
+    # Estimated lengths: text estimate + images * image_tokens_estimate.
+    record = dataset.read_record(0)
+    text_tokens, n_images = estimate_record_length(record)
+    assert dataset.lengths[0] == text_tokens + n_images * dataset.image_tokens_estimate
+
+
+def test_good_items_are_exactly_the_processor_output(corpus, processor, tmp_path):
+    dataset = MedGptDataset(corpus, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    item = dataset[1]
+    expected = processor.tokenize_conversation(image_record(1, "ok1.png"), image_root=tmp_path / "images",
+                                               return_uint8=True)
+    assert item["id"] == "m1"
+    assert torch.equal(item["input_ids"], expected["input_ids"]) and torch.equal(item["labels"], expected["labels"])
+    assert item["pixel_values"].dtype == torch.uint8 and torch.equal(item["pixel_values"], expected["pixel_values"])
+
+
+def test_every_bad_kind_is_skipped_with_its_reason_through_loader_workers(corpus, processor, tmp_path):
+    dataset = MedGptDataset(corpus, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    collate = MedGptCollator(pad_token_id=processor.tokenizer.pad_token_id, layout="padded")
+    loader = DataLoader(dataset, batch_size=4, shuffle=False, num_workers=2, collate_fn=collate)
+    report = SkipReport(max_fraction=1.0, min_samples=0)
+    trained_ids = []
+    for batch in loader:
+        meta = batch.pop("meta")
+        report.update(meta)
+        trained_ids += meta.sample_ids
+        # Skipped samples are dropped, not replaced; a batch of only bad samples is one untrained padding row.
+        assert batch["input_ids"].shape[0] == max(1, len(meta.sample_ids))
+        if not meta.sample_ids:
+            assert (batch["labels"] == -100).all()
+        n_tiles = 0 if batch["pixel_values"] is None else batch["pixel_values"].shape[0]
+        image_tokens = int((batch["input_ids"] == processor.image_token_id).sum())
+        assert image_tokens == n_tiles * 144
+    assert report.num_seen == len(dataset) == 15
+    assert dict(report.counts) == {"malformed_json": 1, "image_load": 3, "invalid_record": 1, "too_long": 1}
+    assert sorted(report.ids["image_load"]) == ["VQA/m10", "VQA/m11", "VQA/m13"]
+    assert report.ids["malformed_json"] == ["VQA/vqa.jsonl#4"]
+    assert report.ids["invalid_record"] == ["VQA/m12"]
+    assert "missing.png" in report.examples["image_load"] or "corrupt.png" in report.examples["image_load"]
+    assert report.ids["too_long"] == ["Long/t99"]
+    chat_ids = [dataset.read_record(k)["id"] for k in range(9, 14)]
+    assert sorted(trained_ids) == sorted(["m0", "m1", "m2", "m3"] + chat_ids)
+
+
+def test_too_long_sample_is_skipped_not_truncated(corpus, processor, tmp_path):
+    dataset = MedGptDataset(corpus, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    item = dataset[14]
+    assert isinstance(item, SkippedSample) and item.reason == "too_long" and item.sample_id == "Long/t99"
+    assert f"exceed max_length {MAX_LENGTH}" in item.detail
+
+
+def test_the_threshold_stops_a_run_with_too_many_bad_samples(corpus, processor, tmp_path):
+    dataset = MedGptDataset(corpus, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    collate = MedGptCollator(pad_token_id=processor.tokenizer.pad_token_id)
+    report = SkipReport(max_fraction=0.01, min_samples=5)
+    with pytest.raises(TooManyBadSamplesError, match=r"malformed_json: 1 \(e\.g\. VQA/vqa\.jsonl#4\)"):
+        for batch in DataLoader(dataset, batch_size=5, shuffle=False, collate_fn=collate):
+            report.update(batch["meta"])

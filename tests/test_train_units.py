@@ -1,0 +1,210 @@
+"""Curriculum pieces without DeepSpeed: freezing, param groups, checkpoint markers, rope scaling, demo data."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from transformers import Qwen2Config, TrainerControl, TrainingArguments
+
+from llava_medgpt.data.demo import build_demo_dataset
+from llava_medgpt.data.records import validate_record
+from llava_medgpt.model import MedGptConfig, MedGptForConditionalGeneration
+from llava_medgpt.model.backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
+from llava_medgpt.train import checkpointing as ckpt
+from llava_medgpt.train.arguments import ModelArguments
+from llava_medgpt.train.freezing import parameter_counts, parse_tunable_parts, set_trainable_parts
+from llava_medgpt.train.param_groups import ModuleLearningRates, build_param_groups
+from llava_medgpt.train.preemption import PreemptionCallback
+from llava_medgpt.train.train import apply_rope_scaling
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    config = MedGptConfig(vision_config=TINY_VISION_CONFIGS["clip"](), text_config=TINY_TEXT_CONFIGS["gpt_oss"](640),
+                          image_token_id=5)
+    return MedGptForConditionalGeneration(config)
+
+
+def _names_under(model, attr):
+    return {f"{attr}.{n}" for n, _ in getattr(model, attr).named_parameters()}
+
+
+def _trainable(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_parse_tunable_parts_keeps_order_drops_duplicates_and_refuses_unknown():
+    assert parse_tunable_parts(" mm_mlp_adapter,mm_vision_tower,mm_mlp_adapter ") == ("mm_mlp_adapter", "mm_vision_tower")
+    with pytest.raises(ValueError, match="mm_vision_encoder"):
+        parse_tunable_parts("mm_vision_encoder")
+    with pytest.raises(ValueError, match="empty"):
+        parse_tunable_parts(" , ")
+
+
+@pytest.mark.parametrize(
+    "parts, attrs",
+    [
+        ("mm_vision_tower,mm_mlp_adapter", ["vision_tower", "multi_modal_projector"]),  # stage 0 (paper text)
+        ("mm_mlp_adapter", ["multi_modal_projector"]),  # stage 0 (Table 2)
+        ("mm_mlp_adapter,mm_language_model", ["multi_modal_projector", "language_model"]),  # stage 1 (Table 2)
+        ("mm_vision_tower,mm_mlp_adapter,mm_language_model",
+         ["vision_tower", "multi_modal_projector", "language_model"]),  # stages 1-2
+    ],
+)
+def test_exact_trainable_parameter_set_per_stage(model, parts, attrs):
+    set_trainable_parts(model, parse_tunable_parts(parts))
+    expected = set().union(*(_names_under(model, a) for a in attrs))
+    assert _trainable(model) == expected
+    counts = parameter_counts(model)
+    for attr in ("vision_tower", "multi_modal_projector", "language_model"):
+        trainable, total = counts[attr]
+        assert total == sum(p.numel() for p in getattr(model, attr).parameters())
+        assert trainable == (total if attr in attrs else 0)
+
+
+def test_freezing_is_idempotent_whatever_came_before(model):
+    stage0 = parse_tunable_parts("mm_mlp_adapter")
+    set_trainable_parts(model, stage0)
+    alone = _trainable(model)
+    set_trainable_parts(model, parse_tunable_parts("mm_vision_tower,mm_mlp_adapter,mm_language_model"))
+    set_trainable_parts(model, stage0)
+    set_trainable_parts(model, stage0)
+    assert _trainable(model) == alone == _names_under(model, "multi_modal_projector")
+
+
+def test_param_groups_one_lr_per_module_each_trainable_parameter_once(model):
+    set_trainable_parts(model, parse_tunable_parts("mm_vision_tower,mm_mlp_adapter,mm_language_model"))
+    decay = {n for n, _ in model.named_parameters() if not n.endswith("bias") and "norm" not in n}
+    lrs = ModuleLearningRates(default=1e-5, multi_modal_projector=1e-3, vision_tower=2e-6)
+    groups = build_param_groups(model, lrs, weight_decay=0.05, decay_parameter_names=decay)
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    grouped = [name_of[id(p)] for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(name_of.values())  # every parameter exactly once
+    expected_lr = {"language_model": 1e-5, "multi_modal_projector": 1e-3, "vision_tower": 2e-6}
+    for group in groups:
+        module, kind = group["name"].split("/")
+        names = [name_of[id(p)] for p in group["params"]]
+        assert all(n.startswith(module + ".") for n in names)
+        assert group["lr"] == expected_lr[module]
+        assert group["weight_decay"] == (0.05 if kind == "decay" else 0.0)
+        assert all((n in decay) == (kind == "decay") for n in names)
+    assert {g["name"] for g in groups} >= {"vision_tower/no_decay", "multi_modal_projector/decay", "language_model/decay"}
+
+
+def test_param_groups_leave_out_frozen_modules_and_default_lrs(model):
+    set_trainable_parts(model, parse_tunable_parts("mm_mlp_adapter"))
+    groups = build_param_groups(model, ModuleLearningRates(default=1e-3), 0.0, set())
+    assert [g["name"] for g in groups] == ["multi_modal_projector/no_decay"]
+    assert groups[0]["lr"] == 1e-3
+    assert len(groups[0]["params"]) == len(list(model.multi_modal_projector.parameters()))
+
+
+def test_resume_only_from_complete_checkpoints_and_rotation_keeps_newest_complete(tmp_path):
+    for step in (2, 4, 6, 8):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-x").mkdir()  # not a checkpoint name
+    for step in (2, 4, 6):
+        ckpt.mark_complete(tmp_path / f"checkpoint-{step}")
+    # checkpoint-8: a save killed half-way (no marker)
+    assert ckpt.latest_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-6"
+    assert not list(tmp_path.glob("checkpoint-*/.COMPLETE.tmp"))
+    removed = ckpt.rotate_complete_checkpoints(tmp_path, keep=2)
+    assert removed == [tmp_path / "checkpoint-2"]
+    assert [s for s, _ in ckpt.checkpoints(tmp_path)] == [4, 6, 8]
+    assert ckpt.remove_incomplete_checkpoints(tmp_path) == [tmp_path / "checkpoint-8"]
+    assert [s for s, _ in ckpt.checkpoints(tmp_path)] == [4, 6]
+    assert ckpt.rotate_complete_checkpoints(tmp_path, keep=None) == []
+    assert ckpt.latest_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_yarn_rope_scaling_extends_context_32x():
+    config = Qwen2Config(max_position_embeddings=4096)
+    args = ModelArguments(model_name_or_path="x", rope_scaling_type="yarn", rope_scaling_factor=32,
+                          rope_original_max_position_embeddings=4096)
+    apply_rope_scaling(config, args)
+    assert config.rope_parameters["rope_type"] == "yarn"
+    assert config.rope_parameters["factor"] == 32.0
+    assert config.rope_parameters["original_max_position_embeddings"] == 4096
+    assert "rope_theta" in config.rope_parameters  # kept from the original config
+    assert config.max_position_embeddings == 131072
+    with pytest.raises(ValueError, match="rope_scaling_factor"):
+        apply_rope_scaling(config, ModelArguments(model_name_or_path="x", rope_scaling_type="yarn"))
+
+
+def test_preemption_signal_saves_and_stops_at_step_end():
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        callback = PreemptionCallback()
+        args = TrainingArguments(output_dir="unused", use_cpu=True, report_to=[])
+        control = callback.on_step_end(args, None, TrainerControl())
+        assert not control.should_save and not control.should_training_stop
+        os.kill(os.getpid(), signal.SIGUSR1)
+        control = callback.on_step_end(args, None, TrainerControl())
+        assert control.should_save and control.should_training_stop and callback.stopped_for_preemption
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def test_demo_dataset_records_are_valid_and_images_are_single_tiles(tmp_path):
+    from llava_medgpt.processing.image_io import load_image
+    from llava_medgpt.processing.image_processor import MedGptImageProcessor
+
+    counts = build_demo_dataset(tmp_path)
+    assert counts == json.loads((tmp_path / "COMPLETE").read_text())
+    assert counts == {"stage0/captions.jsonl": 20, "stage1/reports.jsonl": 10, "stage1/longitudinal.jsonl": 3,
+                      "stage2/vqa.jsonl": 20, "stage2/text.jsonl": 6, "stage2/reasoning.jsonl": 3}
+    processor = MedGptImageProcessor(tokens_per_tile=144)
+    images = sorted(p.name for p in (tmp_path / "images").iterdir())
+    assert len(images) == 10 and sum(n.endswith(".dcm") for n in images) == 5
+    for name in images:
+        assert processor.num_tiles_for_size(*load_image(tmp_path / "images" / name).size) == 1
+    for manifest in counts:
+        for line in (tmp_path / manifest).read_text().splitlines():
+            record = json.loads(line)
+            validate_record(record)
+            paths = [record["image"]] if isinstance(record.get("image"), str) else record.get("image", [])
+            assert all((tmp_path / p).is_file() for p in paths)
+            markers = sum(t["value"].count("<image>") for t in record["conversations"])
+            assert markers == len(paths)
+            reasoning = [t for t in record["conversations"] if "reasoning" in t]
+            assert bool(reasoning) == manifest.endswith("reasoning.jsonl")
+    mcq = [json.loads(x) for x in (tmp_path / "stage2/vqa.jsonl").read_text().splitlines() if "mcq" in x]
+    assert len({r["conversations"][1]["value"] for r in mcq}) > 1  # the right letter is not always the same
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from llava_medgpt import create_tiny_checkpoint
+
+    return create_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt")
+
+
+def _training_args(tmp_path, **kwargs):
+    from llava_medgpt.train.arguments import TrainingArguments as Args
+
+    return Args(output_dir=str(tmp_path), use_cpu=True, report_to=[], **kwargs)
+
+
+def test_setup_model_refuses_flash_attention_2_for_gpt_oss(tiny_checkpoint, tmp_path):
+    from llava_medgpt.train.train import setup_model
+
+    args = ModelArguments(model_name_or_path=str(tiny_checkpoint), attn_implementation="flash_attention_2")
+    with pytest.raises(ValueError, match="flash_attention_2.*gpt_oss.*sinks"):
+        setup_model(args, _training_args(tmp_path))
+
+
+def test_setup_model_sets_yarn_eager_attention_and_max_length(tiny_checkpoint, tmp_path):
+    from llava_medgpt.train.train import setup_model
+
+    args = ModelArguments(model_name_or_path=str(tiny_checkpoint), rope_scaling_type="yarn", rope_scaling_factor=8,
+                          rope_original_max_position_embeddings=1024)
+    model, processor = setup_model(args, _training_args(tmp_path, model_max_length=4096))
+    text_config = model.language_model.config
+    assert text_config._attn_implementation == "eager"  # GPT-oss on a machine without GPUs
+    assert text_config.rope_parameters["factor"] == 8.0 and text_config.max_position_embeddings == 8192
+    assert text_config.output_router_logits is True and text_config.use_cache is False
+    assert processor.tokenizer.model_max_length == 4096
