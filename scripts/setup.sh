@@ -27,4 +27,10 @@ if [[ $WITH_TESTS == 1 ]]; then
 else
   "$VENV/bin/python" -m pip install --quiet -e .
 fi
+# DeepSpeed JIT-compiles a small communication op on its first CPU run (minutes); build it once here.
+if ! command -v nvidia-smi >/dev/null; then
+  DS_ACCELERATOR=cpu "$VENV/bin/python" -c \
+    "from deepspeed.accelerator import get_accelerator as g; g().create_op_builder('ShareMemCommBuilder').load()" \
+    >/dev/null 2>&1 || echo "warning: could not prebuild DeepSpeed's CPU communication op; the first run builds it"
+fi
 echo "llava_medgpt installed in $VENV (activate with: . $VENV/bin/activate)"

@@ -203,8 +203,9 @@ def test_packed_loss_equals_token_weighted_mean_of_single_sample_losses(text_bac
 
 
 def test_gpt_oss_does_not_detect_packing_from_position_ids_but_qwen2_does_without_a_cache():
-    """Pins transformers 5.23's behaviour that packed_attention_masks works around (see packing.py)."""
-    errors = {}
+    """Pins transformers 5.23's behaviour that packed_attention_masks works around (see packing.py); our model,
+    given only position ids, separates the samples for both backbones."""
+    errors, ours = {}, {}
     for text_backbone in ("gpt_oss", "qwen2"):
         model, tokenizer = make_model(text_backbone)
         samples = make_samples(model, tokenizer, [(150, 0), (200, 0), (90, 0)], seed=1)
@@ -212,15 +213,17 @@ def test_gpt_oss_does_not_detect_packing_from_position_ids_but_qwen2_does_withou
         assert batch["input_ids"].shape[0] == 1
         by_id = {s["id"]: s for s in samples}
         with torch.no_grad():
-            implicit = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-            start, worst = 0, 0.0
-            for sample_id in batch["meta"].sample_ids:
-                alone = model(input_ids=by_id[sample_id]["input_ids"][None]).logits[0]
-                worst = max(worst, float((implicit[0, start : start + len(alone)] - alone).abs().max()))
-                start += len(alone)
-        errors[text_backbone] = worst
+            for runner, worst_of in ((model.language_model, errors), (model, ours)):
+                implicit = runner(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+                start, worst = 0, 0.0
+                for sample_id in batch["meta"].sample_ids:
+                    alone = model(input_ids=by_id[sample_id]["input_ids"][None]).logits[0]
+                    worst = max(worst, float((implicit[0, start : start + len(alone)] - alone).abs().max()))
+                    start += len(alone)
+                worst_of[text_backbone] = worst
     assert errors["gpt_oss"] > 1e-2  # later samples attend to earlier ones without explicit masks
     assert errors["qwen2"] < 1e-4
+    assert ours["gpt_oss"] < 1e-4 and ours["qwen2"] < 1e-4
 
 
 def test_text_only_training_forward_touches_the_vision_tower():

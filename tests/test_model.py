@@ -183,3 +183,35 @@ def test_save_load_round_trip_is_exact(tmp_path):
         model(input_ids=input_ids, pixel_values=pixel_values).logits,
         loaded(input_ids=input_ids, pixel_values=pixel_values).logits,
     )
+
+
+def test_packed_rows_with_router_aux_loss_match_the_unpacked_language_model():
+    """Per-layer-type packed masks + output_router_logits: same CE loss as one sample alone, aux loss present."""
+    from llava_medgpt.data.packing import packed_attention_masks
+
+    model = make_model()
+    ids = text_ids(1, 24)
+    position_ids = torch.cat([torch.arange(10), torch.arange(14)])[None]
+    labels = ids.clone()
+    labels[0, 10] = -100  # a sample's first token is never predicted from the previous sample
+    masks = packed_attention_masks(model.config.text_config, position_ids, torch.float32)
+    packed = model(input_ids=ids, attention_mask=masks, position_ids=position_ids, labels=labels,
+                   output_router_logits=True)
+    assert packed.aux_loss is not None and packed.aux_loss > 0
+    first = model(input_ids=ids[:, :10], labels=labels[:, :10])
+    second = model(input_ids=ids[:, 10:], labels=labels[:, 10:])
+    torch.testing.assert_close(packed.logits[0, :10], first.logits[0])
+    torch.testing.assert_close(packed.logits[0, 10:], second.logits[0], atol=1e-5, rtol=1e-5)
+    coef = model.config.text_config.router_aux_loss_coef
+    expected_ce = (first.loss * 9 + second.loss * 13) / 22
+    torch.testing.assert_close(packed.loss - coef * packed.aux_loss, expected_ce, atol=1e-5, rtol=1e-5)
+
+
+def test_packed_rows_without_a_mask_are_separated_by_the_model():
+    """The packed collator sends only position_ids: the model must not let samples attend across the boundary."""
+    model = make_model()
+    ids = text_ids(1, 20)
+    position_ids = torch.cat([torch.arange(8), torch.arange(12)])[None]
+    packed = model(input_ids=ids, position_ids=position_ids).logits
+    alone = model(input_ids=ids[:, 8:]).logits
+    torch.testing.assert_close(packed[0, 8:], alone[0], atol=1e-5, rtol=1e-5)

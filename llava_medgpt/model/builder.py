@@ -6,6 +6,8 @@ The language model is loaded with its own `from_pretrained` (so an MXFP4 GPT-oss
 for training and ZeRO-3 partitioned loading applies), the vision tower likewise, and only the projector is new.
 """
 
+from contextlib import contextmanager
+
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Mxfp4Config, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
@@ -58,6 +60,24 @@ def load_vision_tower(vision_tower: str, dtype=None):
     return model_class.from_pretrained(vision_tower, use_safetensors=True, **kwargs)
 
 
+@contextmanager
+def _without_zero3_init():
+    """Build a module shell outside DeepSpeed's ZeRO-3 partitioned init.
+
+    With a live ZeRO-3 config, transformers constructs modules under `deepspeed.zero.Init`, which cannot partition
+    meta tensors ("Cannot copy out of meta tensor"). The shell's towers are replaced by the loaded (partitioned)
+    ones right after, so nothing of the shell is ever trained.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
 def build_from_parts(
     model_name_or_path: str,
     vision_tower: str,
@@ -86,7 +106,7 @@ def build_from_parts(
         vision_feature_layer=backbone.feature_layer,
         vision_feature_select_strategy=backbone.feature_select_strategy,
     )
-    with torch.device("meta"):  # skip allocating a second random copy of both towers
+    with _without_zero3_init(), torch.device("meta"):  # skip allocating a second random copy of both towers
         model = MedGptForConditionalGeneration(config)
     model.vision_tower = vision_model
     model.language_model = language_model

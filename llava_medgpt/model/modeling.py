@@ -4,8 +4,16 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.modeling_outputs import MoeCausalLMOutputWithPast
+from transformers.models.gpt_oss.modeling_gpt_oss import load_balancing_loss_func
 
+from ..data.packing import packed_attention_masks
 from .configuration import MedGptConfig
+
+
+def _is_packed(position_ids: torch.Tensor | None) -> bool:
+    """Several samples share a row when position ids restart (fall) inside it."""
+    return position_ids is not None and position_ids.shape[-1] > 1 and bool((position_ids.diff(dim=-1) < 0).any())
 
 
 def pixel_shuffle(features: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -153,6 +161,13 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
         elif self.training:
             inputs_embeds = self._touch_vision_tower(inputs_embeds)
 
+        if attention_mask is None and past_key_values is None and _is_packed(position_ids):
+            # transformers does not separate packed samples for GPT-oss (nor for any model once a cache exists):
+            # build the block-diagonal (and sliding-window) masks from the restarting position ids.
+            attention_mask = packed_attention_masks(self.config.text_config, position_ids, inputs_embeds.dtype)
+            use_cache = False
+        if isinstance(attention_mask, dict) and output_router_logits:
+            return self._forward_packed_moe(inputs_embeds, attention_mask, position_ids, labels, **kwargs)
         if output_router_logits is not None:
             kwargs["output_router_logits"] = output_router_logits
         return self.language_model(
@@ -164,6 +179,32 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
             **kwargs,
+        )
+
+    def _forward_packed_moe(self, inputs_embeds, attention_masks: dict, position_ids, labels, **kwargs):
+        """Packed rows (per-layer-type block-diagonal masks from data.packing) with the MoE router aux loss.
+
+        transformers' causal-LM heads hand the attention mask to the load-balancing loss, which expects a 2D padding
+        mask, not a dict of 4D masks; so run the base model and the two losses here. Packed rows carry (almost) no
+        padding, so the load-balancing statistics use every position.
+        """
+        lm = self.language_model
+        outputs = lm.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_masks,
+            position_ids=position_ids,
+            use_cache=False,
+            output_router_logits=True,
+            **kwargs,
+        )
+        logits = lm.lm_head(outputs.last_hidden_state)
+        aux_loss = load_balancing_loss_func(outputs.router_logits, lm.num_experts, lm.num_experts_per_tok, None)
+        loss = None
+        if labels is not None:
+            loss = lm.loss_function(logits, labels, lm.vocab_size, **kwargs)
+            loss = loss + lm.router_aux_loss_coef * aux_loss.to(loss.device)
+        return MoeCausalLMOutputWithPast(
+            loss=loss, aux_loss=aux_loss, logits=logits, router_logits=outputs.router_logits
         )
 
 
