@@ -3,8 +3,8 @@
 Run as: python bench/bench_model_overhead.py [--batch 2 --seq-len 512 --repeats 20]
 
 Both are timed in the same process on the same weights (the VLM's own `language_model`), interleaved so that
-machine noise hits both alike; the figure is the ratio of medians. In training mode the VLM also pushes one blank
-tile through the vision tower on text-only batches (ZeRO-3 rank synchronisation), which is part of what is measured.
+machine noise hits both alike; the figure is the ratio of medians. One process: the blank-tile vision pass that keeps
+ZeRO-3 ranks in step on text-only batches only runs with several ranks (docs/model.md), so it is not included.
 """
 
 import argparse

@@ -230,6 +230,7 @@ def test_text_only_training_forward_touches_the_vision_tower():
     """ZeRO-3: a rank with a text-only batch must run (gather) the same vision modules as a rank with images."""
     model, tokenizer = make_model("gpt_oss")
     model.train()
+    model.sync_vision_tower_on_text_batches = True  # what several ranks get automatically
     vision_params = dict(model.vision_tower.named_parameters(prefix="vision_tower"))
     vision_params.update(model.multi_modal_projector.named_parameters(prefix="multi_modal_projector"))
     layers = list(model.vision_tower.encoder.layers)

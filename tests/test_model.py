@@ -115,8 +115,9 @@ def test_several_images_and_tiles_per_sample_with_labels():
 
 
 def test_text_only_training_step_still_runs_the_vision_tower():
-    """Every ZeRO-3 rank must gather the vision weights each step, image batch or not."""
+    """Every ZeRO-3 rank must gather the vision weights each step, image batch or not (forced here: one process)."""
     model = make_model().train()
+    model.sync_vision_tower_on_text_batches = True
     input_ids = text_ids(2, 10)
     out = model(input_ids=input_ids, labels=input_ids)
     out.loss.backward()
@@ -215,3 +216,12 @@ def test_packed_rows_without_a_mask_are_separated_by_the_model():
     packed = model(input_ids=ids, position_ids=position_ids).logits
     alone = model(input_ids=ids[:, 8:]).logits
     torch.testing.assert_close(packed[0, 8:], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_single_process_text_only_training_skips_the_vision_tower():
+    """With one rank there is nothing to keep in step: the text-only step costs what the bare LM costs."""
+    model = make_model().train()
+    assert model.sync_vision_tower_on_text_batches is None  # auto: only when world size > 1
+    input_ids = text_ids(2, 10)
+    model(input_ids=input_ids, labels=input_ids).loss.backward()
+    assert model.vision_tower.get_input_embeddings().weight.grad is None

@@ -79,6 +79,9 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
         self.vision_tower = AutoModel.from_config(config.vision_config)
         self.multi_modal_projector = MedGptProjector(config)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        # Run the vision path on text-only training batches: None = only when several ranks train (see
+        # _touch_vision_tower); True/False forces it.
+        self.sync_vision_tower_on_text_batches: bool | None = None
         self._no_split_modules = list(self.language_model._no_split_modules or []) + list(
             self.vision_tower._no_split_modules or []
         )
@@ -125,6 +128,12 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
         mask = placeholder_mask.unsqueeze(-1).expand_as(inputs_embeds)
         return inputs_embeds.masked_scatter(mask, image_features.to(inputs_embeds.dtype))
 
+    def _must_sync_vision_tower(self) -> bool:
+        if self.sync_vision_tower_on_text_batches is not None:
+            return self.sync_vision_tower_on_text_batches
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        return distributed and torch.distributed.get_world_size() > 1
+
     def _touch_vision_tower(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """Run the vision path on one blank tile and add it with weight zero.
 
@@ -158,7 +167,7 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
             if input_ids is None:
                 raise ValueError("pixel_values need input_ids to locate the image placeholder tokens")
             inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, self.get_image_features(pixel_values))
-        elif self.training:
+        elif self.training and self._must_sync_vision_tower():
             inputs_embeds = self._touch_vision_tower(inputs_embeds)
 
         if attention_mask is None and past_key_values is None and _is_packed(position_ids):
