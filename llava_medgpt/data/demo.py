@@ -20,7 +20,6 @@ Output layout (what data_recipes/demo_stage{0,1,2}.yaml read through ${DEMO_DATA
 import argparse
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -10,6 +10,8 @@ Prompt:                                   Answer (what the eval scorer reads as 
 
 import string
 
+from .common import SkipRow, is_missing, text
+
 LETTERS = string.ascii_uppercase
 MCQ_INSTRUCTION = 'Answer with the option\'s letter and text, e.g. "A. ...".'
 
@@ -47,3 +49,20 @@ def lettered(options: list[str]) -> dict[str, str]:
     if len(options) > len(LETTERS):
         raise ValueError(f"too many options: {len(options)}")
     return {LETTERS[i]: text for i, text in enumerate(options)}
+
+
+def read_lettered_options(row, options_field: str = "options", answer_field: str = "answer_idx"):
+    """(options, answer letter) of a row whose options are a dict lettered A, B, ... (MedQA's layout).
+
+    Raises SkipRow naming the problem.
+    """
+    raw_options = row.get(options_field)
+    if not isinstance(raw_options, dict) or not raw_options:
+        raise SkipRow(f"missing field {options_field!r}")
+    options = {str(k).strip().upper(): str(v).strip() for k, v in raw_options.items() if not is_missing(v)}
+    if list(options) != list(LETTERS[: len(options)]):
+        raise SkipRow("options are not lettered A, B, ... in order")
+    letter = text(row, answer_field).upper()
+    if letter not in options:
+        raise SkipRow(f"{answer_field} {letter!r} is not an option")
+    return options, letter

@@ -15,7 +15,7 @@ MedMCQA (openlifescienceai/medmcqa, train split; `cop` is 0-based as in the hub'
 from typing import Any, Mapping
 
 from .common import SkipRow, gpt, human, is_missing, make_record, text
-from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt
+from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt, read_lettered_options
 
 
 def _mcq_record(record_id: str, question: str, options: dict[str, str], letter: str) -> list[dict]:
@@ -28,15 +28,7 @@ def convert_medqa(row: Mapping[str, Any], index: int) -> list[dict]:
     {"question": ..., "answer": "<text>", "options": {"A": ..., "D": ...}, "meta_info": "step1", "answer_idx": "A"}
     """
     question = text(row, "question")
-    raw_options = row.get("options")
-    if not isinstance(raw_options, dict) or not raw_options:
-        raise SkipRow("missing field 'options'")
-    options = {str(k).strip().upper(): str(v).strip() for k, v in raw_options.items() if not is_missing(v)}
-    if list(options) != list(LETTERS[: len(options)]):
-        raise SkipRow("options are not lettered A, B, ... in order")
-    letter = text(row, "answer_idx").upper()
-    if letter not in options:
-        raise SkipRow(f"answer_idx {letter!r} is not an option")
+    options, letter = read_lettered_options(row)
     answer = row.get("answer")
     if isinstance(answer, str) and answer.strip() and answer.strip() != options[letter]:
         raise SkipRow("answer text disagrees with answer_idx")

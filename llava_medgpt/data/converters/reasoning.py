@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .common import SkipRow, gpt, human, is_missing, make_record, split_think, text, with_images
-from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt
+from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt, read_lettered_options
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,7 @@ def convert_medthoughts(row: Mapping[str, Any], index: int) -> list[dict]:
     The answer is written in the shared MCQ letter format; R1's trace is the reasoning.
     """
     question = text(row, "question")
-    raw_options = row.get("options")
-    if not isinstance(raw_options, dict) or not raw_options:
-        raise SkipRow("missing field 'options'")
-    options = {str(k).strip().upper(): str(v).strip() for k, v in raw_options.items() if not is_missing(v)}
-    if list(options) != list(LETTERS[: len(options)]):
-        raise SkipRow("options are not lettered A, B, ... in order")
-    letter = text(row, "answer_idx").upper()
-    if letter not in options:
-        raise SkipRow(f"answer_idx {letter!r} is not an option")
+    options, letter = read_lettered_options(row)
     reasoning = text(row, "ds_think")
     key = text(row, "question_id") if not is_missing(row.get("question_id")) else str(index)
     turns = [human(format_mcq_prompt(question, options)), gpt(format_mcq_answer(letter, options), reasoning)]
