@@ -1,6 +1,7 @@
 """Test-wide settings: no hub access, few threads, a session-scoped tiny checkpoint per backbone."""
 
 import os
+import sys
 
 # Any attempt to reach a hub fails fast instead of downloading (the tests must run offline).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -8,6 +9,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The launch scripts the tests start (bash, sbatch) find `python` and `torchrun` on PATH: make them this
+# interpreter's, also when pytest runs as .venv/bin/python without an activated environment.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
