@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from llava_medgpt.eval.generation import GenerationSettings, PredictionFile, run_generation
-from llava_medgpt.eval.models import load_chat_model
+from llava_medgpt.inference.generate import HFBackend
+from llava_medgpt.inference.models import load_chat_model
 from llava_medgpt.eval.tasks import load_task
 from llava_medgpt.model.tiny import create_tiny_checkpoint
 
@@ -37,7 +38,7 @@ def time_run(chat, config, items, batch_size: int, max_new_tokens: int, folder: 
                                   template_kwargs={})
     store = PredictionFile(folder / f"batch{batch_size}.jsonl", settings)
     start = time.perf_counter()
-    run_generation(chat, items, config, store, progress=False)
+    run_generation(HFBackend(chat), items, config, store, progress=False)
     return time.perf_counter() - start
 
 

@@ -24,7 +24,7 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 
-from llava_medgpt.eval.models import load_chat_model, split_image_markers
+from llava_medgpt.inference.models import load_chat_model, split_image_markers
 from llava_medgpt.eval.prompts import build_images, build_messages
 from llava_medgpt.eval.runner import main
 from llava_medgpt.eval.tasks import load_task

@@ -15,7 +15,7 @@ from lmms_eval.api.registry import MODEL_REGISTRY  # noqa: E402
 
 import llava_medgpt.eval.lmms_eval_adapter  # noqa: E402,F401  (registers "llava_medgpt")
 from llava_medgpt.constants import IMAGE_MARKER  # noqa: E402
-from llava_medgpt.eval.generation import decode  # noqa: E402
+from llava_medgpt.inference.generate import decode  # noqa: E402
 from llava_medgpt.eval.harmony import answer_text  # noqa: E402
 
 MAX_NEW_TOKENS = 6

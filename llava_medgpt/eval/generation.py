@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .models import ChatModel
+from ..inference.generate import GenerationBackend
 from .prompts import build_images, build_messages
 from .tasks.base import EvalItem, TaskConfig
 
@@ -28,28 +28,11 @@ class GenerationSettings:
     template_kwargs: dict
 
 
-def decode(chat: ChatModel, token_ids: torch.Tensor) -> str:
-    """New tokens -> text. Harmony outputs keep their special tokens (channels are parsed at scoring)."""
-    tokenizer = chat.tokenizer
-    ids = token_ids.tolist()
-    while ids and ids[-1] == tokenizer.pad_token_id:  # padding after an early stop
-        ids.pop()
-    return tokenizer.decode(ids, skip_special_tokens=not chat.harmony)
-
-
-@torch.inference_mode()
-def generate_batch(chat: ChatModel, items: list[EvalItem], config: TaskConfig, max_new_tokens: int) -> list[str]:
+def generate_batch(backend: GenerationBackend, items: list[EvalItem], config: TaskConfig,
+                   max_new_tokens: int) -> list[str]:
     """One deterministic greedy decode per item."""
-    prompts = [chat.adapter.render(chat, build_messages(item, config), chat.template_kwargs) for item in items]
-    images = [build_images(item) for item in items]
-    inputs = chat.adapter.encode(chat, prompts, images)
-    inputs = {k: v.to(chat.model.device) if hasattr(v, "to") else v for k, v in inputs.items()}
-    output = chat.model.generate(
-        **inputs, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, temperature=None, top_p=None,
-        top_k=None, pad_token_id=chat.tokenizer.pad_token_id,
-    )
-    new_tokens = output[:, inputs["input_ids"].shape[1]:]  # [B, T_new]; left padding keeps prompts aligned right
-    return [decode(chat, row) for row in new_tokens]
+    conversations = [build_messages(item, config) for item in items]
+    return backend.generate(conversations, [build_images(item) for item in items], max_new_tokens)
 
 
 def batch_order(items: list[EvalItem], config: TaskConfig) -> list[EvalItem]:
@@ -105,7 +88,7 @@ class PredictionFile:
             os.fsync(f.fileno())
 
 
-def run_generation(chat: ChatModel, items: list[EvalItem], config: TaskConfig, store: PredictionFile,
+def run_generation(backend: GenerationBackend, items: list[EvalItem], config: TaskConfig, store: PredictionFile,
                    progress: bool = True) -> dict[str, str]:
     """Generate every item not yet in `store`; returns item id -> raw output for all items."""
     settings = store.settings
@@ -120,7 +103,7 @@ def run_generation(chat: ChatModel, items: list[EvalItem], config: TaskConfig, s
         if all(item.id in done for item in batch):
             continue
         torch.manual_seed(settings.seed)
-        outputs = generate_batch(chat, batch, config, settings.max_new_tokens)
+        outputs = generate_batch(backend, batch, config, settings.max_new_tokens)
         todo = [(item, out) for item, out in zip(batch, outputs) if item.id not in done]
         store.append([item for item, _ in todo], [out for _, out in todo])
         done.update((item.id, out) for item, out in todo)

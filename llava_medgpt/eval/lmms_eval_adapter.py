@@ -16,9 +16,9 @@ from lmms_eval.api.registry import register_model
 from tqdm import tqdm
 
 from ..constants import IMAGE_MARKER
-from .generation import decode
+from ..inference.generate import decode
+from ..inference.models import load_chat_model
 from .harmony import answer_text
-from .models import load_chat_model
 
 
 def _batches(requests: list[Instance], size: int) -> Iterator[list[Instance]]:

@@ -1,6 +1,6 @@
 """EvalItem -> chat messages (HF form: role + content string with "<image>" markers where images go).
 
-The model's own chat template turns these messages into its prompt (llava_medgpt.eval.models); nothing
+The model's own chat template turns these messages into its prompt (llava_medgpt.inference.models); nothing
 here is model-specific. In-context demonstrations become earlier user/assistant turns.
 """
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from .chart import draw_chart
+from ..inference.generate import HFBackend
+from ..inference.models import load_chat_model
 from .generation import GenerationSettings, PredictionFile, run_generation
-from .models import load_chat_model
 from .results import PAPER_TABLES, macro_averages, primary_value, score_task
 from .tables import render_tables
 from .tasks import TASK_DIR, MissingData, load_config, load_task, task_names
@@ -103,7 +104,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                                       max_new_tokens=args.max_new_tokens or config.max_new_tokens,
                                       batch_size=args.batch_size, seed=args.seed, template_kwargs=template_kwargs)
         store = PredictionFile(args.output / "predictions" / f"{name}.jsonl", settings)
-        outputs = run_generation(chat, task.items, config, store, progress=not args.no_progress)
+        outputs = run_generation(HFBackend(chat), task.items, config, store, progress=not args.no_progress)
         scores = score_task(config, task.items, outputs, clinical=not args.no_clinical_metrics)
         tasks[name] = {"title": config.title, "table": config.paper.get("table"), "row": config.paper.get("row"),
                        "source": task.source, "skipped": dict(sorted(task.skipped.items())),
