@@ -301,3 +301,43 @@ def test_the_threshold_stops_a_run_with_too_many_bad_samples(corpus, processor, 
     with pytest.raises(TooManyBadSamplesError, match=r"malformed_json: 1 \(e\.g\. VQA/vqa\.jsonl#4\)"):
         for batch in DataLoader(dataset, batch_size=5, shuffle=False, collate_fn=collate):
             report.update(batch["meta"])
+
+
+def test_samples_with_more_images_than_the_tile_budget_are_counted_skips_in_loader_workers(processor, tmp_path):
+    """27 and 300 images against max_tiles_per_sample=26: a counted skip, not a dead loader worker."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 64), (90, 20, 30)).save(images / "a.png")
+
+    def many(record_id, n):
+        return {"id": record_id, "image": ["a.png"] * n,
+                "conversations": [{"from": "human", "value": "<image>\n" * n + "Compare."},
+                                  {"from": "gpt", "value": "Same."}]}
+
+    records = [image_record(0, "a.png"), many("m27", 27), image_record(1, "a.png"), many("m300", 300)]
+    (tmp_path / "many.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"""
+seed: 0
+datasets:
+  - name: many
+    json_path: {tmp_path}/many.jsonl
+    image_folder: {images}
+    sampling_strategy: all
+    expected_count: 4
+    modality: image
+    reasoning: false
+    source: test
+    converter: pmc_vqa
+""")
+    dataset = MedGptDataset(recipe, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    collate = MedGptCollator(pad_token_id=processor.tokenizer.pad_token_id, layout="padded")
+    report = SkipReport(max_fraction=1.0, min_samples=0)
+    trained = []
+    for batch in DataLoader(dataset, batch_size=2, shuffle=False, num_workers=2, collate_fn=collate):
+        report.update(batch["meta"])
+        trained += batch["meta"].sample_ids
+    assert trained == ["m0", "m1"]
+    assert dict(report.counts) == {"too_many_images": 2}
+    assert sorted(report.ids["too_many_images"]) == ["many/m27", "many/m300"]
+    assert "27 images cannot fit max_tiles_per_sample=26" in report.examples["too_many_images"]

@@ -17,6 +17,7 @@ from llava_medgpt.processing.processor import (
     SampleImageError,
     SampleTemplateError,
     SampleTooLongError,
+    SampleTooManyImagesError,
     expand_image_markers,
     messages_from_record,
 )
@@ -215,8 +216,48 @@ def test_call_batches_left_padded_prompts_with_images(processor, image_root):
 def test_call_rejects_mismatched_images(processor):
     with pytest.raises(ValueError, match="text 0 has 1 <image> markers but 0 images"):
         processor(text=["<image>\nQ"], images=[[]])
-    with pytest.raises(ValueError, match="images must be a list of 2 lists"):
+    with pytest.raises(ValueError, match=r"1 images for 0 <image> markers in 2 texts \(markers per text: \[0, 0\]\)"):
         processor(text=["Q", "R"], images=[Image.new("RGB", (8, 8))])
+    with pytest.raises(ValueError, match="a list of 1 lists for 2 texts"):
+        processor(text=["<image>Q", "R"], images=[[Image.new("RGB", (8, 8))]])
+    with pytest.raises(ValueError, match="mixes lists and single images"):
+        processor(text=["<image>Q", "<image>R"], images=[[Image.new("RGB", (8, 8))], Image.new("RGB", (8, 8))])
+
+
+def test_call_accepts_a_flat_image_list_in_marker_order(processor, image_root):
+    square, wide = Image.open(image_root / "square.png"), Image.open(image_root / "wide.png")
+    one = processor.apply_chat_template([{"role": "user", "content": "<image>\nWhat is shown?"}])
+    two = processor.apply_chat_template([{"role": "user", "content": "<image>\n<image>\nCompare."}])
+    none = processor.apply_chat_template([{"role": "user", "content": "Define edema."}])
+    # transformers' one-image-per-text form: text=[prompt], images=[image] (also a bare image).
+    nested = processor(text=[one], images=[[wide]])
+    for flat in (processor(text=[one], images=[wide]), processor(text=[one], images=wide),
+                 processor(text=one, images=[[wide]])):
+        assert torch.equal(flat["input_ids"], nested["input_ids"])
+        assert torch.equal(flat["pixel_values"], nested["pixel_values"])
+    # Across texts: each text takes as many images as it has markers, in order (2, 0, 1 here).
+    flat = processor(text=[two, none, one], images=[square, wide, square])
+    nested = processor(text=[two, none, one], images=[[square, wide], [], [square]])
+    assert torch.equal(flat["input_ids"], nested["input_ids"])
+    assert torch.equal(flat["pixel_values"], nested["pixel_values"])
+    assert flat["pixel_values"].shape[0] == 1 + 3 + 1
+    assert [image_runs(processor, row) for row in flat["input_ids"]] == [[4, 12], [], [4]]
+
+
+def test_more_images_than_the_tile_budget_is_a_counted_sample_error(processor, image_root):
+    for n in (27, 300):
+        record = {"id": f"many-{n}", "image": ["square.png"] * n,
+                  "conversations": [{"from": "human", "value": "<image>" * n + "\nCompare."},
+                                    {"from": "gpt", "value": "Same."}]}
+        with pytest.raises(SampleTooManyImagesError) as caught:
+            processor.tokenize_conversation(record, image_root=image_root)
+        assert caught.value.reason == "too_many_images" and isinstance(caught.value, SampleError)
+        assert str(caught.value) == (f"record 'many-{n}': {n} images cannot fit max_tiles_per_sample=26 "
+                                     "(every image needs at least one tile)")
+    # 26 single-tile images fit exactly.
+    record = {"id": "many-26", "image": ["square.png"] * 26,
+              "conversations": [{"from": "human", "value": "<image>" * 26}, {"from": "gpt", "value": "Same."}]}
+    assert processor.tokenize_conversation(record, image_root=image_root)["num_tiles"] == [1] * 26
 
 
 # ------------------------------------------------------------------------------------------------ save / load

@@ -13,6 +13,7 @@ from PIL import Image
 
 from llava_medgpt.processing.image_processor import MedGptImageProcessor
 from llava_medgpt.processing.tiling import (
+    TooManyImagesError,
     candidate_grids,
     plan_sample_tiles,
     select_tile_grid,
@@ -187,3 +188,38 @@ def test_processor_applies_budget_and_orders_tiles_by_sample_then_image():
     assert out["pixel_values"][21, 1].float().mean() == pytest.approx(200, abs=1)
     assert out["pixel_values"][:21, 0].float().mean() == pytest.approx(200, abs=1)
     assert processor.num_image_tokens_for_sample([(2048, 1536)] * 3) == [1008] * 3
+
+
+def test_too_many_images_is_a_typed_error_raised_before_any_image_is_read():
+    with pytest.raises(TooManyImagesError, match=r"27 images cannot fit max_tiles_per_sample=26") as caught:
+        plan_sample_tiles([(336, 336)] * 27, 26)
+    assert (caught.value.num_images, caught.value.max_tiles_per_sample) == (27, 26)
+    # The image processor checks the count before opening files: these paths do not exist.
+    with pytest.raises(TooManyImagesError, match="300 images"):
+        MedGptImageProcessor()([[f"/nonexistent/{i}.png" for i in range(300)]])
+
+
+def test_public_processing_api_imports_from_the_package_without_torch():
+    # A fresh interpreter: `from llava_medgpt.processing import select_tile_grid` must not need the processor
+    # modules (the package's heavy parts are loaded on first use).
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib.util, types\n"
+            "spec = importlib.util.find_spec('llava_medgpt')\n"
+            # Load the subpackage without running llava_medgpt/__init__ (which registers Auto classes).
+            "pkg = types.ModuleType('llava_medgpt'); pkg.__path__ = list(spec.submodule_search_locations)\n"
+            "sys.modules['llava_medgpt'] = pkg\n"
+            "from llava_medgpt.processing import select_tile_grid, plan_sample_tiles\n"
+            "assert select_tile_grid(672, 336) == (2, 1)\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    import llava_medgpt.processing as processing
+    from llava_medgpt.processing import MedGptProcessor, SampleTooManyImagesError, select_tile_grid as exported
+
+    assert exported is select_tile_grid
+    assert issubclass(SampleTooManyImagesError, processing.SampleError) and MedGptProcessor.__name__ == "MedGptProcessor"
+    assert set(processing.__all__) <= set(dir(processing))
+    with pytest.raises(AttributeError):
+        processing.no_such_name

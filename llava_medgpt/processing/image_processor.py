@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover
 
 from ..constants import MAX_TILES, MIN_TILES, TILE_SIZE
 from .image_io import ImageSource, load_image, read_image_size
-from .tiling import plan_sample_tiles, tiles_for_grid
+from .tiling import check_image_count, plan_sample_tiles, tiles_for_grid
 
 # Two images at full resolution (12 tiles + thumbnail each); samples with more images share the budget.
 DEFAULT_MAX_TILES_PER_SAMPLE = 2 * (MAX_TILES + 1)
@@ -117,6 +117,7 @@ class MedGptImageProcessor(BaseImageProcessor):
 
         tiles, num_tiles = [], []
         for sample in samples:
+            check_image_count(len(sample), settings["max_tiles_per_sample"])  # before any file is opened
             grids = plan_sample_tiles(
                 [read_image_size(source) for source in sample],
                 settings["max_tiles_per_sample"],

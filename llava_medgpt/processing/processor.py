@@ -36,6 +36,7 @@ from ..constants import (
 )
 from .image_io import ImageLoadError, resolve_image_path
 from .templates import build_template
+from .tiling import TooManyImagesError
 
 TRUNCATION_MODES = ("error", "drop_trailing_turns")
 
@@ -69,6 +70,12 @@ class SampleTooLongError(SampleError):
 
 class SampleImageError(SampleError):
     reason = "image_load"
+
+
+class SampleTooManyImagesError(SampleError):
+    """More images than the sample's tile budget (max_tiles_per_sample): every image needs at least one tile."""
+
+    reason = "too_many_images"
 
 
 class NoTargetError(SampleError):
@@ -220,6 +227,8 @@ class MedGptProcessor(ProcessorMixin):
                 vision = self.image_processor(sources, return_uint8=return_uint8, return_tensors="pt")
             except ImageLoadError as err:
                 raise SampleImageError(record_id, str(err)) from err
+            except TooManyImagesError as err:
+                raise SampleTooManyImagesError(record_id, str(err)) from err
             pixel_values = vision["pixel_values"]  # [total_tiles, 3, S, S]
             num_tiles = vision["num_tiles"].tolist()
             num_image_tokens = vision["num_image_tokens"].tolist()
@@ -295,15 +304,20 @@ class MedGptProcessor(ProcessorMixin):
     ) -> BatchFeature:
         """Prompt text(s) with "<image>" markers + images per text -> input_ids, attention_mask, pixel_values.
 
-        images: for one text, a list of its images; for a list of texts, a list of lists (one per text, in marker
-        order). Left padding by default, as generation appends on the right.
+        images, in the order of the "<image>" markers:
+            - a list of lists: one list per text (possibly empty); a single text counts as a list of one;
+            - a flat list (or one image): all images of all texts, which the texts take in turn, as many as each
+              has markers (transformers' LLaVA / InternVL convention; `text=[prompt], images=[image]` and one
+              image per single-marker prompt are the common cases).
+            The number of images must equal the number of markers; a list mixing images and lists is refused.
+        An image is a path, file bytes or a PIL image. Left padding by default, as generation appends on the right.
         """
         if text is None:
             raise ValueError("MedGptProcessor needs text (a prompt, e.g. from apply_chat_template)")
         if kwargs:
             raise TypeError(f"Unexpected arguments {sorted(kwargs)}")
         texts = [text] if isinstance(text, str) else list(text)
-        per_text_images = _images_per_text(images, len(texts), single=isinstance(text, str))
+        per_text_images = _images_per_text(images, texts)
 
         data = {}
         tokens_per_image: list[int] = []
@@ -366,14 +380,30 @@ def _without_last_exchange(messages: list[dict[str, Any]]) -> list[dict[str, Any
     return kept
 
 
-def _images_per_text(images, num_texts: int, single: bool) -> list[list[Any]]:
+def _images_per_text(images, texts: Sequence[str]) -> list[list[Any]]:
+    """Split `images` into one list per text (rules in MedGptProcessor.__call__)."""
     if images is None:
-        return [[] for _ in range(num_texts)]
-    if single:
-        return [list(images) if isinstance(images, (list, tuple)) else [images]]
-    if len(images) != num_texts or not all(isinstance(sample, (list, tuple)) for sample in images):
-        raise ValueError(f"images must be a list of {num_texts} lists (one per text), in marker order")
-    return [list(sample) for sample in images]
+        return [[] for _ in texts]
+    if not isinstance(images, (list, tuple)):
+        images = [images]
+    nested = [isinstance(item, (list, tuple)) for item in images]
+    if images and all(nested):
+        if len(images) != len(texts):
+            raise ValueError(f"images is a list of {len(images)} lists for {len(texts)} texts; give one list per "
+                             "text, or a flat list of all images in marker order")
+        return [list(sample) for sample in images]
+    if any(nested):
+        raise ValueError("images mixes lists and single images; give one list per text, or a flat list of all "
+                         "images in marker order")
+    counts = [prompt.count(IMAGE_MARKER) for prompt in texts]
+    if sum(counts) != len(images):
+        raise ValueError(f"{len(images)} images for {sum(counts)} {IMAGE_MARKER} markers in {len(texts)} texts "
+                         f"(markers per text: {counts})")
+    per_text, cursor = [], 0
+    for count in counts:
+        per_text.append(list(images[cursor : cursor + count]))
+        cursor += count
+    return per_text
 
 
 __all__ = [
@@ -384,6 +414,7 @@ __all__ = [
     "SampleImageError",
     "SampleTemplateError",
     "SampleTooLongError",
+    "SampleTooManyImagesError",
     "expand_image_markers",
     "labels_from_spans",
     "messages_from_record",

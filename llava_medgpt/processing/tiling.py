@@ -96,6 +96,24 @@ def tile_image(
     return tiles
 
 
+class TooManyImagesError(ValueError):
+    """A sample has more images than its tile budget: no grid can fit, since every image needs one tile."""
+
+    def __init__(self, num_images: int, max_tiles_per_sample: int):
+        self.num_images = num_images
+        self.max_tiles_per_sample = max_tiles_per_sample
+        super().__init__(
+            f"{num_images} images cannot fit max_tiles_per_sample={max_tiles_per_sample} "
+            "(every image needs at least one tile)"
+        )
+
+
+def check_image_count(num_images: int, max_tiles_per_sample: int) -> None:
+    """Raise TooManyImagesError when a sample's images cannot all get a tile (cheap: no image is read)."""
+    if num_images > max_tiles_per_sample:
+        raise TooManyImagesError(num_images, max_tiles_per_sample)
+
+
 def plan_sample_tiles(
     image_sizes: list[tuple[int, int]],
     max_tiles_per_sample: int,
@@ -111,14 +129,10 @@ def plan_sample_tiles(
     `max_tiles_per_sample`. Images that need few tiles (small or square-ish ones) keep their own grid and
     leave the rest of the budget to the others. Under a per-image budget of b tiles an image may use a grid
     of up to b - 1 tiles plus its thumbnail, or a single tile with no thumbnail when b < 3. Every image keeps
-    at least one tile; a sample with more images than `max_tiles_per_sample` raises ValueError, since no
-    grid can make it fit (the data pipeline skips and counts it).
+    at least one tile; a sample with more images than `max_tiles_per_sample` raises TooManyImagesError, since
+    no grid can make it fit (the processor turns it into a SampleError the data pipeline skips and counts).
     """
-    if len(image_sizes) > max_tiles_per_sample:
-        raise ValueError(
-            f"a sample with {len(image_sizes)} images cannot fit max_tiles_per_sample={max_tiles_per_sample} "
-            "(every image needs at least one tile)"
-        )
+    check_image_count(len(image_sizes), max_tiles_per_sample)
 
     def grids_with_budget(per_image_budget: int) -> list[tuple[int, int]]:
         grid_cap = per_image_budget - 1 if use_thumbnail else per_image_budget
@@ -134,4 +148,12 @@ def plan_sample_tiles(
     raise AssertionError("unreachable: a budget of one tile per image always fits")
 
 
-__all__ = ["candidate_grids", "plan_sample_tiles", "select_tile_grid", "tile_image", "tiles_for_grid"]
+__all__ = [
+    "TooManyImagesError",
+    "candidate_grids",
+    "check_image_count",
+    "plan_sample_tiles",
+    "select_tile_grid",
+    "tile_image",
+    "tiles_for_grid",
+]
