@@ -175,6 +175,8 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
             # build the block-diagonal (and sliding-window) masks from the restarting position ids.
             attention_mask = packed_attention_masks(self.config.text_config, position_ids, inputs_embeds.dtype)
             use_cache = False
+        if output_router_logits is None:  # the language model would fall back to its config, so decide here
+            output_router_logits = getattr(self.language_model.config, "output_router_logits", None)
         if isinstance(attention_mask, dict) and output_router_logits:
             return self._forward_packed_moe(inputs_embeds, attention_mask, position_ids, labels, **kwargs)
         if output_router_logits is not None:
