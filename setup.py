@@ -24,11 +24,12 @@ setup(
         "numpy>=1.26",
         "pydicom>=3.0",
         "tqdm>=4.66",
+        "matplotlib>=3.8",  # evaluation chart (its bundled DejaVu fonts render every label glyph)
     ],
     extras_require={
         # flash-attn cannot build without CUDA, and transformers refuses it for GPT-oss (attention sinks).
         "flash": ["flash-attn>=2.6"],
-        "test": ["pytest>=8", "scikit-image>=0.24", "oss-harmony==0.0.11"],
+        "test": ["pytest>=8", "scikit-image>=0.24", "scipy>=1.11", "oss-harmony==0.0.11"],
         # Report metrics (docs/evaluation.md). They fetch their models from a hub on first use and, here, resolve to
         # torch 2.14.1 + CUDA wheels: install them where that is wanted, after torch.
         "clinical": ["radgraph>=0.1.18", "RaTEScore>=0.6", "RadEval>=2.2"],

@@ -55,8 +55,9 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_every_fixture_end_to_end(tiny_qwen, tmp_path):
+def test_every_fixture_end_to_end(tiny_qwen, tmp_path, capsys):
     results = run(tiny_qwen, tmp_path, "all", batch_size=8)
+    stdout = capsys.readouterr().out
     assert results["not_run"] == {}
     assert {name: task["scores"]["n"] for name, task in results["tasks"].items()} == ITEMS
     for name, task in results["tasks"].items():
@@ -67,20 +68,29 @@ def test_every_fixture_end_to_end(tiny_qwen, tmp_path):
         rescored = score_task(loaded.config, loaded.items, {p["id"]: p["output"] for p in predictions})
         assert task["scores"] == json.loads(json.dumps(rescored))
     findings = results["tasks"]["mimic_cxr_findings"]["scores"]
-    assert set(findings) == {"n", "bleu4", "rouge_l", "radgraph_f1", "ratescore", "inv_radcliq_v1"}
+    assert set(findings) == {"n", "bleu4", "rouge_l", "ci95", "radgraph_f1", "ratescore", "inv_radcliq_v1"}
     for metric in ("radgraph_f1", "ratescore", "inv_radcliq_v1"):
         assert findings[metric]["value"] is not None or findings[metric]["unavailable"]
     assert results["model_type"] == "llava_medgpt"
     assert set(results["macro_average"]) == {"4", "5", "6"}
+    # The end-of-run summary on stdout (also summary.txt): one line per task with n and wall time.
+    assert (tmp_path / "summary.txt").read_text() == stdout[stdout.index("Evaluation of "):]
+    lines = {line.split()[0]: line for line in stdout.splitlines() if line.split()}
+    for name, task in results["tasks"].items():
+        cells = lines[name].split()
+        assert str(task["n_scored"]) in cells and str(task["n_skipped"]) in cells
+        assert float(cells[-1]) >= 0.0
+    assert stdout.rstrip().splitlines()[-1].startswith("total wall time: ")
 
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
     tables = (tmp_path / "tables.md").read_text()
     slake = results["tasks"]["slake"]["primary"]
-    assert f"| SLAKE | {slake:.2f} | 71.53 | 65.07 | 69.14 | 72.24 | 55.98 | 46.53 |" in tables
+    n_slake = results["tasks"]["slake"]["n_scored"]
+    assert f"| SLAKE | {slake:.2f} | " in tables and f" | {n_slake} / 0 | 71.53 | 65.07 | 69.14 | 72.24 | 55.98 | 46.53 |" in tables
     assert "| RadGraph-F1 (partial) |" in tables and "| 0.189 | 0.129 |" in tables
     with Image.open(tmp_path / "chart.png") as chart:
-        assert chart.format == "PNG" and chart.width > 560
+        assert chart.format == "PNG" and chart.width == 1100
 
 
 def test_two_runs_are_byte_identical_and_a_crashed_run_resumes(tiny, tmp_path, monkeypatch):

@@ -4,24 +4,22 @@ Run as: python -m llava_medgpt.eval --model CKPT --tasks slake,medqa --data-dir 
 
 Outputs in OUT:
     predictions/<task>.jsonl   raw output per example, written as produced (a rerun resumes from it)
-    results.json               per-task scores, skipped-record counts, macro averages (deterministic)
+    results.json               per-task scores with 95% intervals, n scored / skipped, macro averages
+                               (deterministic: no timestamps)
     tables.md                  Tables 4 / 5 / 6 / Figure 2 layout with the paper's rows beside this checkpoint
-    chart.png                  bar chart of the same accuracy rows
+    chart.png                  bars of the same rows with the checkpoint's 95% intervals
+    summary.txt                the end-of-run table printed on stdout, with wall time per task
+
+torch, transformers and the model code are imported only once arguments are parsed, so --help is instant.
 """
 
 import argparse
 import json
 import logging
+import os
+import time
 from pathlib import Path
 
-import torch
-
-from .chart import draw_chart
-from ..inference.generate import HFBackend
-from ..inference.models import load_chat_model
-from .generation import GenerationSettings, PredictionFile, run_generation
-from .results import PAPER_TABLES, macro_averages, primary_value, score_task
-from .tables import render_tables
 from .tasks import TASK_DIR, MissingData, load_config, load_task, task_names
 
 logger = logging.getLogger("llava_medgpt.eval")
@@ -76,17 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def evaluate(args: argparse.Namespace) -> dict:
+def evaluate(args: argparse.Namespace, seconds: dict[str, float] | None = None) -> dict:
+    """Run every task; `seconds` (if given) receives the wall time of each task (loading + generation + scoring)."""
+    import torch
+
+    from ..inference.generate import HFBackend
+    from ..inference.models import load_chat_model
+    from .generation import GenerationSettings, PredictionFile, run_generation
+    from .results import PAPER_TABLES, macro_averages, score_task, task_entry
+
+    seconds = {} if seconds is None else seconds
     names = parse_tasks(args.tasks, args.task_dir)
     task_paths = parse_task_paths(args.task_path)
     loaded, not_run = {}, {}
     for name in names:
+        start = time.perf_counter()
         try:
             loaded[name] = load_task(name, args.data_dir, task_paths.get(name), task_dir=args.task_dir,
                                      limit=args.limit)
         except MissingData as err:
             logger.warning("task %s not run: %s", name, err)
             not_run[name] = str(err)
+        seconds[name] = time.perf_counter() - start
 
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
     template_kwargs = json.loads(args.chat_template_kwargs)
@@ -96,6 +105,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     tasks = {}
     for name, task in loaded.items():
+        start = time.perf_counter()
         config = task.config
         if not chat.multimodal and any(item.images or any(d.images for d in item.demos) for item in task.items):
             not_run[name] = f"{label} is a text-only model and this task has images"
@@ -106,10 +116,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         store = PredictionFile(args.output / "predictions" / f"{name}.jsonl", settings)
         outputs = run_generation(HFBackend(chat), task.items, config, store, progress=not args.no_progress)
         scores = score_task(config, task.items, outputs, clinical=not args.no_clinical_metrics)
-        tasks[name] = {"title": config.title, "table": config.paper.get("table"), "row": config.paper.get("row"),
-                       "source": task.source, "skipped": dict(sorted(task.skipped.items())),
-                       "primary_metric": config.primary_metric, "primary": primary_value(config, scores),
-                       "scores": scores}
+        tasks[name] = task_entry(config, scores, task.skipped, task.source)
+        seconds[name] += time.perf_counter() - start
     return {"model": str(args.model), "model_type": chat.model_type, "label": label,
             "settings": {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "limit": args.limit,
                          "seed": args.seed, "chat_template_kwargs": template_kwargs},
@@ -117,22 +125,46 @@ def evaluate(args: argparse.Namespace) -> dict:
             "tables": PAPER_TABLES}
 
 
-def write_outputs(results: dict, output: Path) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: a killed run never leaves half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def write_outputs(results: dict, output: Path, summary: str | None = None) -> None:
+    from .chart import draw_chart
+    from .tables import render_tables
+
     output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (output / "tables.md").write_text(render_tables(results), encoding="utf-8")
-    draw_chart(results, output / "chart.png")
+    _write_atomic(output / "results.json", (json.dumps(results, indent=2, sort_keys=True) + "\n").encode())
+    _write_atomic(output / "tables.md", render_tables(results).encode())
+    chart = draw_chart(results, output / ".chart.png.tmp")
+    os.replace(chart, output / "chart.png")
+    if summary is not None:
+        _write_atomic(output / "summary.txt", (summary + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    import torch
+
+    from .tables import render_summary
+
+    started = time.perf_counter()
     previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
+    seconds: dict[str, float] = {}
     try:
-        results = evaluate(args)
+        results = evaluate(args, seconds)
     finally:  # leave the process as found (the runner is also called in-process by tests and scripts)
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-    write_outputs(results, args.output)
+    summary = render_summary(results, seconds, time.perf_counter() - started)
+    write_outputs(results, args.output, summary)
+    print(summary, flush=True)
     logger.info("wrote %s", args.output / "results.json")
     return results
