@@ -10,6 +10,13 @@ Inference and evaluation:
 
     prompt = processor.apply_chat_template([{"role": "user", "content": "<image>\\nWhat is shown?"}])
     inputs = processor(text=[prompt], images=[[image]])  # input_ids, attention_mask, pixel_values
+    # or, as in transformers (images from the content items):
+    inputs = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "What?"}]}],
+        add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+
+`processor.chat_template` is the template as jinja (saved as chat_template.jinja by save_pretrained), rendering
+the same text through transformers' or vLLM's jinja path (processing/jinja.py).
 
 Both paths expand each "<image>" marker into IMAGE_START_TOKEN + IMAGE_TOKEN * num_image_tokens + IMAGE_END_TOKEN,
 with num_image_tokens from the image processor, and both render text with the same conversation template
@@ -20,6 +27,7 @@ generate; the text is tokenised once with offsets and exactly the tokens inside 
 other token (system, developer, user turns, assistant headers, image tokens) is IGNORE_INDEX.
 """
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,9 +42,12 @@ from ..constants import (
     IMAGE_START_TOKEN,
     IMAGE_TOKEN,
 )
+from . import harmony
 from .image_io import ImageLoadError, resolve_image_path
-from .templates import build_template
+from .templates import MedicalHarmonyTemplate, TemplateError, build_template
 from .tiling import TooManyImagesError
+
+logger = logging.getLogger(__name__)
 
 TRUNCATION_MODES = ("error", "drop_trailing_turns")
 
@@ -180,6 +191,33 @@ class MedGptProcessor(ProcessorMixin):
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self._image_token_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(IMAGE_SPECIAL_TOKENS)))
         self.template()  # fail at construction on an unknown template name or option
+        loaded = self.__dict__.pop("_loaded_chat_template", None)
+        if loaded is not None and loaded != self.chat_template:
+            logger.warning(
+                "chat_template.jinja differs from the one generated from conversation_template=%r and its "
+                "template_options; llava_medgpt renders with its Python template (the file is rewritten on save)",
+                self.conversation_template,
+            )
+
+    @property
+    def chat_template(self) -> str:
+        """The conversation template as jinja (saved as chat_template.jinja), generated from the Python template.
+
+        transformers' and vLLM's own rendering of it equals `apply_chat_template` here (tested), so engines that
+        only read the checkpoint's files format prompts exactly as training did.
+        """
+        return self.template().chat_template()
+
+    @chat_template.setter
+    def chat_template(self, value) -> None:
+        if "tokenizer" not in self.__dict__:  # ProcessorMixin.__init__ passes the loaded chat_template.jinja
+            self.__dict__["_loaded_chat_template"] = value
+            return
+        if value != self.chat_template:
+            raise AttributeError(
+                "MedGptProcessor.chat_template is generated from conversation_template and template_options; "
+                "set those instead"
+            )
 
     def template(self, **option_overrides):
         """The conversation template object, with per-call option overrides (e.g. reasoning_effort="high")."""
@@ -286,11 +324,86 @@ class MedGptProcessor(ProcessorMixin):
 
     # ----------------------------------------------------------------------------------------------- inference
 
-    def apply_chat_template(self, messages, add_generation_prompt: bool = True, **template_kwargs) -> str | list[str]:
-        """Chat messages (with "<image>" markers) -> prompt text, markers kept; template_kwargs override options."""
-        if messages and isinstance(messages[0], (list, tuple)):
-            return [self.apply_chat_template(m, add_generation_prompt, **template_kwargs) for m in messages]
-        return self.template(**template_kwargs).render(messages, add_generation_prompt=add_generation_prompt).text
+    def apply_chat_template(
+        self,
+        conversation,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = True,
+        tokenize: bool = False,
+        return_dict: bool = False,
+        return_tensors: str | None = "auto",
+        continue_final_message: bool = False,
+        processor_kwargs: dict | None = None,
+        tools=None,
+        documents=None,
+        return_assistant_tokens_mask: bool = False,
+        **template_kwargs,
+    ):
+        """Chat messages -> prompt text (markers kept), or with tokenize=True model inputs, as in transformers.
+
+        conversation: one list of messages or a batch of them. Content is a string with "<image>" markers or a
+            list of content items ({"type": "text", "text": ...}, {"type": "image", "image": PIL image | path}).
+        add_generation_prompt: True by default here (this method serves inference; training renders through
+            `tokenize_conversation`). transformers' pipeline passes it explicitly.
+        tokenize: False -> the prompt string(s). True -> input_ids, or with return_dict=True the processor's
+            BatchFeature (input_ids, attention_mask, pixel_values) for the images of the content items, in order
+            (or `processor_kwargs["images"]` for string content with markers).
+        template_kwargs: template options for this call (HarmonyOptions / GenericOptions fields, e.g.
+            reasoning_effort="high"); unknown names raise TemplateError.
+        chat_template: an explicit jinja template renders through transformers' own implementation instead.
+        """
+        if chat_template is not None:
+            return super().apply_chat_template(
+                conversation, chat_template=chat_template, add_generation_prompt=add_generation_prompt,
+                tokenize=tokenize, return_dict=return_dict, return_tensors=return_tensors,
+                continue_final_message=continue_final_message, processor_kwargs=processor_kwargs, tools=tools,
+                documents=documents, return_assistant_tokens_mask=return_assistant_tokens_mask, **template_kwargs,
+            )
+        unsupported = {
+            "tools": tools is not None, "documents": documents is not None,
+            "continue_final_message": bool(continue_final_message),
+            "return_assistant_tokens_mask": bool(return_assistant_tokens_mask),
+        }
+        if any(unsupported.values()):
+            raise TemplateError(
+                f"MedGptProcessor.apply_chat_template does not support {[k for k, v in unsupported.items() if v]}"
+                " (training labels come from tokenize_conversation)"
+            )
+        batched = bool(conversation) and isinstance(conversation[0], (list, tuple))
+        conversations = [list(c) for c in conversation] if batched else [list(conversation)]
+        template = self.template(**template_kwargs)
+        prompts = [template.render(messages, add_generation_prompt=add_generation_prompt).text
+                   for messages in conversations]
+        if not tokenize:
+            return prompts if batched else prompts[0]
+
+        processor_kwargs = dict(processor_kwargs or {})
+        images = processor_kwargs.pop("images", None)
+        if images is None:
+            images = [content_images(messages) for messages in conversations]
+        elif not batched:
+            images = [images]
+        inputs = self(
+            text=prompts,
+            images=images if any(images) else None,
+            return_tensors="pt" if return_tensors == "auto" else return_tensors,
+            **processor_kwargs,
+        )
+        return inputs if return_dict else inputs["input_ids"]
+
+    def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens: bool = True, **kwargs):
+        """Token ids -> text. Harmony outputs with skip_special_tokens=True give their final channel's answer,
+        as the `image-text-to-text` pipeline expects of a reply (the analysis channel is not the answer)."""
+        texts = self.tokenizer.batch_decode(
+            generated_outputs, skip_special_tokens=skip_special_tokens and not self._is_harmony, **kwargs
+        )
+        if skip_special_tokens and self._is_harmony:
+            texts = [harmony.final_answer(text) for text in texts]
+        return texts
+
+    @property
+    def _is_harmony(self) -> bool:
+        return self.conversation_template == MedicalHarmonyTemplate.name
 
     def __call__(
         self,
@@ -349,6 +462,28 @@ class MedGptProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values"]
+
+
+def content_images(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The images of HF content items ({"type": "image", "image" | "path" | "url": ...}) in reading order.
+
+    Local only: a http(s) URL is refused (nothing here downloads; fetch it and pass the image).
+    """
+    images = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str) or content is None:
+            continue
+        for item in content:
+            if item.get("type") != "image":
+                continue
+            source = next((item[key] for key in ("image", "path", "url") if item.get(key) is not None), None)
+            if source is None:
+                raise ValueError("An image content item needs an 'image' (PIL image, path or bytes), 'path' or 'url'")
+            if isinstance(source, str) and source.startswith(("http://", "https://")):
+                raise ValueError(f"Remote image {source!r}: llava_medgpt does not download; pass a local file")
+            images.append(source)
+    return images
 
 
 def _record_image_paths(record: Mapping[str, Any]) -> list[str]:

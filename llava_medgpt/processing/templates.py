@@ -16,7 +16,7 @@ The exact token-level masking rule is documented in docs/conversation_templates.
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..constants import (
@@ -28,6 +28,7 @@ from ..constants import (
     HARMONY_START,
     IMAGE_MARKER,
 )
+from . import jinja
 
 ROLES = ("system", "developer", "user", "assistant")
 REASONING_KEYS = ("reasoning", "thinking")  # ours, GPT-oss chat template's
@@ -227,6 +228,10 @@ class MedicalHarmonyTemplate:
             out.add(HARMONY_START + "assistant")
         return out.build()
 
+    def chat_template(self) -> str:
+        """This template with its options as a jinja chat template (what `chat_template.jinja` holds)."""
+        return jinja.harmony_chat_template(asdict(self.options))
+
     @staticmethod
     def _check_no_reserved_tokens(messages: Sequence[Mapping[str, Any]]) -> None:
         # Harmony control tokens inside text would be tokenised as control tokens and corrupt turns and targets.
@@ -283,8 +288,15 @@ class GenericChatTemplate:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise TemplateError("The generic conversation template needs a tokenizer with a chat_template")
         self.tokenizer = tokenizer
+        # After a save, the tokenizer reads the processor's chat_template.jinja (this template's jinja form,
+        # which embeds the tokenizer's own): render through the embedded original.
+        self.tokenizer_template = jinja.tokenizer_template_of(tokenizer.chat_template)
         self.options = options or GenericOptions()
         self.end_of_turn_token = self.options.end_of_turn_token or tokenizer.eos_token
+
+    def chat_template(self) -> str:
+        """This template as a jinja chat template: our message normalisation, then the tokenizer's template."""
+        return jinja.generic_chat_template(self.tokenizer_template, asdict(self.options))
 
     def _plain_messages(self, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
         plain = []
@@ -300,7 +312,9 @@ class GenericChatTemplate:
         return plain
 
     def _render_text(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=self.tokenizer_template, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     def render(
         self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False
