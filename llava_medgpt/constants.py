@@ -1,4 +1,4 @@
-"""Facts shared across the package: special tokens, label values, visual defaults.
+"""Facts shared across the package: special tokens, label values, tiling limits.
 
 Every other module imports these names; none re-declares them.
 """
@@ -37,7 +37,7 @@ HARMONY_SPECIAL_TOKENS = (
     HARMONY_ENDOFTEXT,
 )
 
-# Visual front-end (paper, section 3.3): 336-px tiles, up to 12 dynamic tiles plus a thumbnail.
-TILE_SIZE = 336
+# Visual front-end (paper, section 3.3): up to 12 dynamic tiles plus a thumbnail. The tile size is the vision
+# tower's input size (llava_medgpt.processing.geometry), not a constant.
 MIN_TILES = 1
 MAX_TILES = 12

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llava_medgpt.model.backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
+from llava_medgpt.model.backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS, VISION_BACKBONES, VISION_ENCODERS
 from llava_medgpt.model.configuration import MedGptConfig
 from llava_medgpt.model.modeling import MedGptForConditionalGeneration, pixel_shuffle
 
@@ -13,11 +13,13 @@ IMAGE_TOKEN_ID = 7
 
 def make_model(text_backbone="gpt_oss", vision_backbone="clip", seed=0):
     text_config = TINY_TEXT_CONFIGS[text_backbone](VOCAB)
+    family = VISION_BACKBONES[VISION_ENCODERS[vision_backbone].model_type]
     config = MedGptConfig(
         vision_config=TINY_VISION_CONFIGS[vision_backbone](),
         text_config=text_config,
         image_token_id=IMAGE_TOKEN_ID,
-        vision_feature_select_strategy="default" if vision_backbone == "clip" else "full",
+        vision_feature_layer=family.feature_layer,
+        vision_feature_select_strategy=family.feature_select_strategy,
     )
     config.text_config._attn_implementation = "eager"
     torch.manual_seed(seed)
@@ -154,17 +156,19 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 @pytest.mark.parametrize("text_backbone,vision_backbone", [("gpt_oss", "clip"), ("qwen2", "siglip"), ("llama", "clip")])
 def test_generate_feeds_images_only_at_prefill(text_backbone, vision_backbone):
     model = make_model(text_backbone, vision_backbone)
-    input_ids = text_ids(1, 150)
-    input_ids[0, 2:146] = IMAGE_TOKEN_ID
-    pixel_values = torch.randn(1, 3, 336, 336)
+    tile, tokens = model.config.vision_geometry.tile_size, model.config.tokens_per_tile
+    input_ids = text_ids(1, tokens + 6)
+    input_ids[0, 2 : 2 + tokens] = IMAGE_TOKEN_ID
+    pixel_values = torch.randn(1, 3, tile, tile)
     calls = []
     model.vision_tower.register_forward_hook(lambda *args: calls.append(1))
     generated = model.generate(input_ids=input_ids, pixel_values=pixel_values, max_new_tokens=4, do_sample=False)
-    assert generated.shape == (1, 154)
+    prompt = tokens + 6
+    assert generated.shape == (1, prompt + 4)
     assert len(calls) == 1
     # Greedy decoding with the cache equals the argmax of a full forward over the generated prefix.
     logits = model(input_ids=generated[:, :-1], pixel_values=pixel_values).logits
-    assert torch.equal(logits[0, 149:].argmax(-1), generated[0, 150:])
+    assert torch.equal(logits[0, prompt - 1 :].argmax(-1), generated[0, prompt:])
 
 
 def test_save_load_round_trip_is_exact(tmp_path):

@@ -367,10 +367,12 @@ def test_config_round_trip_and_auto_registration(tmp_path):
 
     from llava_medgpt.model import MedGptConfig
 
-    processor = MedGptImageProcessor(max_tiles=6, max_tiles_per_sample=14, tokens_per_tile=64, use_thumbnail=False)
+    # 336 / 21 = 16x16 patches -> 8x8 = 64 tokens per tile
+    processor = MedGptImageProcessor(patch_size=21, max_tiles=6, max_tiles_per_sample=14, use_thumbnail=False)
     processor.save_pretrained(tmp_path)
     saved = (tmp_path / "preprocessor_config.json").read_text()
-    for key in ("tile_size", "max_tiles", "max_tiles_per_sample", "tokens_per_tile", "image_mean", "image_std"):
+    for key in ("tile_size", "patch_size", "downsample_ratio", "max_tiles", "max_tiles_per_sample", "tokens_per_tile",
+                "image_mean", "image_std"):
         assert f'"{key}"' in saved
     loaded = MedGptImageProcessor.from_pretrained(tmp_path)
     assert loaded.to_dict() == processor.to_dict()

@@ -29,7 +29,7 @@ IMAGE = Image.new("RGB", (336, 336), (90, 90, 90))  # one tile, no thumbnail
 
 def processor_for(backbone: str, template: str, **template_options) -> MedGptProcessor:
     return MedGptProcessor(
-        MedGptImageProcessor(tokens_per_tile=TOKENS_PER_TILE),
+        MedGptImageProcessor(patch_size=84),  # 336 / 84 = 4x4 patches -> 2x2 = TOKENS_PER_TILE
         build_tiny_tokenizer(backbone),
         conversation_template=template,
         template_options=template_options,

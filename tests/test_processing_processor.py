@@ -27,7 +27,7 @@ TOKENS_PER_TILE = 4
 
 def make_processor(backbone="gpt_oss", template="medical_harmony", **options) -> MedGptProcessor:
     return MedGptProcessor(
-        MedGptImageProcessor(tokens_per_tile=TOKENS_PER_TILE),
+        MedGptImageProcessor(patch_size=84),  # 336 / 84 = 4x4 patches -> 2x2 = TOKENS_PER_TILE
         build_tiny_tokenizer(backbone),
         conversation_template=template,
         template_options=options,

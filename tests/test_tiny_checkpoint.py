@@ -104,7 +104,9 @@ def test_builder_assembles_separately_pretrained_parts(tmp_path):
     assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert model.get_input_embeddings().weight.shape[0] >= len(processor.tokenizer)
     assert model.config.vision_feature_select_strategy == "full"  # SigLIP has no CLS token
-    assert processor.image_processor.tokens_per_tile == model.config.tokens_per_tile == 144
+    # SigLIP-so400m geometry: 384 / 14 -> 27x27 -> zero-padded 28x28 -> 14x14 = 196 tokens per tile
+    assert processor.image_processor.tokens_per_tile == model.config.tokens_per_tile == 196
+    assert processor.image_processor.image_mean == [0.5, 0.5, 0.5]  # SigLIP normalisation, not CLIP's
 
     lm_weights = load_file(language_model / "model.safetensors")
     for name, tensor in lm_weights.items():

@@ -157,7 +157,7 @@ def test_demo_dataset_records_are_valid_and_images_are_single_tiles(tmp_path):
     assert counts == json.loads((tmp_path / "COMPLETE").read_text())
     assert counts == {"stage0/captions.jsonl": 20, "stage1/reports.jsonl": 10, "stage1/longitudinal.jsonl": 3,
                       "stage2/vqa.jsonl": 20, "stage2/text.jsonl": 6, "stage2/reasoning.jsonl": 3}
-    processor = MedGptImageProcessor(tokens_per_tile=144)
+    processor = MedGptImageProcessor()
     images = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert len(images) == 10 and sum(n.endswith(".dcm") for n in images) == 5
     for name in images:

@@ -40,9 +40,15 @@ SKIPPED_ERRORS: tuple[tuple[type[Exception], str | None], ...] = (
 )
 _SKIPPED_TYPES = tuple(error for error, _ in SKIPPED_ERRORS)
 
-# Image tokens assumed per image when only the record is known (the tile count depends on the image size, which
-# the index does not read): a ~500-px square image becomes 2x2 tiles plus the thumbnail, 5 tiles of 144 tokens.
-DEFAULT_IMAGE_TOKENS_ESTIMATE = 5 * 144
+# The image size assumed per image when only the record is known (the index does not read image headers). Its
+# token count is the processor's own for its vision geometry: with CLIP-336 tiles 2x2 + thumbnail = 5 x 144 = 720
+# tokens, with MedSigLIP-448 tiles one tile of 256 tokens.
+LENGTH_ESTIMATE_IMAGE_SIZE = (512, 512)
+
+
+def image_tokens_estimate_of(processor) -> int:
+    """Placeholder tokens per image assumed for length estimates (LENGTH_ESTIMATE_IMAGE_SIZE through the processor)."""
+    return processor.image_processor.num_image_tokens_for_size(*LENGTH_ESTIMATE_IMAGE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,8 @@ def skip_reason(error: Exception) -> str:
 class MedGptDataset(Dataset):
     """Map-style dataset over all sources of a recipe; items are tokenized samples or SkippedSample markers.
 
-    Items: {"input_ids": LongTensor[T], "labels": LongTensor[T], "pixel_values": uint8 [tiles, 3, 336, 336] or
-    None, "num_tiles": list, "id": str} as MedGptProcessor.tokenize_conversation returns them.
+    Items: {"input_ids": LongTensor[T], "labels": LongTensor[T], "pixel_values": uint8 [tiles, 3, S, S] or
+    None (S: the vision tower's tile size), "num_tiles": list, "id": str} as MedGptProcessor.tokenize_conversation returns them.
     """
 
     def __init__(
@@ -75,13 +81,16 @@ class MedGptDataset(Dataset):
         processor,
         max_length: int,
         cache_dir: str | os.PathLike | None = None,
-        image_tokens_estimate: int = DEFAULT_IMAGE_TOKENS_ESTIMATE,
+        image_tokens_estimate: int | None = None,
         env: dict[str, str] | None = None,
     ):
         self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, env=env)
         self.processor = processor
         self.max_length = max_length
-        self.image_tokens_estimate = image_tokens_estimate
+        # Default: derived from the processor's vision geometry (image_tokens_estimate_of).
+        self.image_tokens_estimate = (
+            image_tokens_estimate if image_tokens_estimate is not None else image_tokens_estimate_of(processor)
+        )
         self.sources: list[Source] = []
         for entry in self.recipe.datasets:
             index = RecordIndex.open(entry.json_path, cache_dir)
@@ -155,4 +164,11 @@ class MedGptDataset(Dataset):
         return self._has_image
 
 
-__all__ = ["DEFAULT_IMAGE_TOKENS_ESTIMATE", "MedGptDataset", "SKIPPED_ERRORS", "Source", "skip_reason"]
+__all__ = [
+    "LENGTH_ESTIMATE_IMAGE_SIZE",
+    "MedGptDataset",
+    "SKIPPED_ERRORS",
+    "Source",
+    "image_tokens_estimate_of",
+    "skip_reason",
+]

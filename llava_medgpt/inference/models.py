@@ -186,6 +186,8 @@ def load_chat_model(path: str, dtype: torch.dtype | None = None, attn_implementa
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         if adapter.processor_class is None:
             processor = AutoProcessor.from_pretrained(path, **NO_REMOTE_CODE)
+            if hasattr(model.config, "check_image_processor"):  # ours: tiles and placeholders fit the tower
+                model.config.check_image_processor(processor.image_processor)
         else:
             processor = load_image_processor_only(adapter.processor_class, path)
     else:

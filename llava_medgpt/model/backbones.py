@@ -3,9 +3,19 @@
 Swapping `model_name_or_path` picks the entry by the checkpoint's config, never by substrings of a path.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from transformers import CLIPVisionConfig, GptOssConfig, LlamaConfig, PreTrainedConfig, Qwen2Config, SiglipVisionConfig
+from transformers import (
+    CLIPVisionConfig,
+    GptOssConfig,
+    LlamaConfig,
+    PreTrainedConfig,
+    Qwen2Config,
+    SiglipVisionConfig,
+    ViTConfig,
+)
+from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 
 @dataclass(frozen=True)
@@ -20,9 +30,19 @@ class TextBackbone:
 
 @dataclass(frozen=True)
 class VisionBackbone:
+    """How a family of vision towers feeds the projector.
+
+    feature_layer: hidden-state index read (-2, the penultimate layer: LLaVA for CLIP, LLaVA-OneVision for SigLIP,
+        which drops SigLIP's last layer and reads the output of the one before).
+    feature_select_strategy: "default" drops the leading CLS token, "full" keeps every token (no CLS).
+    image_mean / image_std: normalisation when the tower folder has no preprocessor_config.json of its own.
+    """
+
     model_type: str  # of the vision sub-config, e.g. clip_vision_model
     feature_layer: int
-    feature_select_strategy: str  # "default" drops the CLS token, "full" keeps all tokens
+    feature_select_strategy: str
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
 
 
 TEXT_BACKBONES = {
@@ -42,8 +62,14 @@ TEXT_BACKBONES = {
 }
 
 VISION_BACKBONES = {
-    "clip_vision_model": VisionBackbone("clip_vision_model", feature_layer=-2, feature_select_strategy="default"),
-    "siglip_vision_model": VisionBackbone("siglip_vision_model", feature_layer=-1, feature_select_strategy="full"),
+    "clip_vision_model": VisionBackbone(
+        "clip_vision_model", -2, "default", tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD)
+    ),
+    "siglip_vision_model": VisionBackbone(
+        "siglip_vision_model", -2, "full", tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD)
+    ),
+    # transformers' ViTModel: the BiomedCLIP image trunk converted from open_clip (model.convert_biomedclip).
+    "vit": VisionBackbone("vit", -2, "default", tuple(IMAGENET_STANDARD_MEAN), tuple(IMAGENET_STANDARD_STD)),
 }
 
 # A full two-tower checkpoint (e.g. openai/clip-vit-large-patch14-336) -> the vision sub-config inside it.
@@ -74,17 +100,72 @@ def vision_backbone(config: PreTrainedConfig) -> VisionBackbone:
     return VISION_BACKBONES[vision_config_of(config).model_type]
 
 
+@dataclass(frozen=True)
+class VisionEncoder:
+    """A published vision tower: where it lives, its real sizes and geometry, and the tiny stand-in for tests.
+
+    The sizes are the tower's own config.json values (`source` says where they were read); the tiny config keeps
+    image_size and patch_size, so tiling and token counts are the real ones, and shrinks everything else.
+    `needs_conversion`: the published weights are not a transformers checkpoint (see the module it names).
+    """
+
+    name: str
+    hub_id: str
+    model_type: str
+    image_size: int
+    patch_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    source: str
+    needs_conversion: str | None = None
+
+    def tiny_config(self) -> PreTrainedConfig:
+        return _TINY_FAMILY_CONFIGS[self.model_type](self.image_size, self.patch_size)
+
+
+_TINY_FAMILY_CONFIGS: dict[str, Callable[[int, int], PreTrainedConfig]] = {
+    "clip_vision_model": lambda image_size, patch_size: CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=image_size, patch_size=patch_size, projection_dim=32,
+    ),
+    "siglip_vision_model": lambda image_size, patch_size: SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=image_size, patch_size=patch_size, vision_use_head=False,
+    ),
+    "vit": lambda image_size, patch_size: ViTConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=image_size, patch_size=patch_size, layer_norm_eps=1e-6, qkv_bias=True,
+    ),
+}
+
+# Keyed by the names the ablation (scripts/ablate_encoders.sh) and `--vision-backbone` use.
+VISION_ENCODERS: dict[str, VisionEncoder] = {
+    encoder.name: encoder
+    for encoder in (
+        # The paper's tower: 336 / 14 -> 24x24 -> 12x12 = 144 tokens per tile.
+        VisionEncoder("clip", "openai/clip-vit-large-patch14-336", "clip_vision_model", 336, 14, 1024, 24,
+                      source="hub config.json of openai/clip-vit-large-patch14-336 (vision_config)"),
+        # 224 / 14 -> 16x16 -> 8x8 = 64 tokens per tile.
+        VisionEncoder("clip-224", "openai/clip-vit-large-patch14", "clip_vision_model", 224, 14, 1024, 24,
+                      source="hub config.json of openai/clip-vit-large-patch14 (vision_config)"),
+        # 384 / 14 -> 27x27 (6 px unseen) -> zero-pad 28x28 -> 14x14 = 196 tokens per tile.
+        VisionEncoder("siglip", "google/siglip-so400m-patch14-384", "siglip_vision_model", 384, 14, 1152, 27,
+                      source="hub config.json of google/siglip-so400m-patch14-384 (vision_config)"),
+        # 448 / 14 -> 32x32 -> 16x16 = 256 tokens per tile.
+        VisionEncoder("medsiglip", "google/medsiglip-448", "siglip_vision_model", 448, 14, 1152, 27,
+                      source="model card (448x448, SigLIP-400M vision encoder) and google-health/medsiglip "
+                             "notebooks (SiglipVisionModel, 1152-d embeddings, [-1, 1] pixels); the gated "
+                             "config.json itself was not readable, patch 14 / 27 layers are SigLIP-400M's"),
+        # 224 / 16 -> 14x14 -> 7x7 = 49 tokens per tile.
+        VisionEncoder("biomedclip", "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224", "vit", 224, 16,
+                      768, 12, source="hub open_clip_config.json (timm vit_base_patch16_224, image_size 224)",
+                      needs_conversion="llava_medgpt.model.convert_biomedclip"),
+    )
+}
+
 # Tiny random configs: the same architectures with toy sizes, for tests, demos and benchmarks.
-TINY_VISION_CONFIGS = {
-    # 336-px tiles of 14-px patches keep the real 24x24 grid, so tiling and token counts are the real ones.
-    "clip": lambda: CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        image_size=336, patch_size=14, projection_dim=32,
-    ),
-    "siglip": lambda: SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        image_size=336, patch_size=14, vision_use_head=False,
-    ),
+TINY_VISION_CONFIGS: dict[str, Callable[[], PreTrainedConfig]] = {
+    name: encoder.tiny_config for name, encoder in VISION_ENCODERS.items()
 }
 
 TINY_TEXT_CONFIGS = {

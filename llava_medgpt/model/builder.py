@@ -52,6 +52,18 @@ def load_language_model(model_name_or_path: str, attn_implementation: str | None
     return AutoModelForCausalLM.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
 
 
+def tower_normalization(vision_tower: str, vision_config) -> tuple[list[float], list[float]]:
+    """(image_mean, image_std) from the tower's own preprocessor_config.json, else its family's default."""
+    from transformers.image_processing_base import ImageProcessingMixin
+
+    try:
+        saved, _ = ImageProcessingMixin.get_image_processor_dict(vision_tower)
+    except OSError:  # no preprocessor_config.json (e.g. a tiny random tower)
+        saved = {}
+    backbone = vision_backbone(vision_config)
+    return list(saved.get("image_mean", backbone.image_mean)), list(saved.get("image_std", backbone.image_std))
+
+
 def load_vision_tower(vision_tower: str, dtype=None):
     vision_config = vision_config_of(AutoConfig.from_pretrained(vision_tower))
     model_class = MODEL_MAPPING[type(vision_config)]
@@ -115,7 +127,10 @@ def build_from_parts(
     model.config.vision_config = vision_model.config
     model.generation_config = language_model.generation_config
 
-    image_processor = MedGptImageProcessor(tokens_per_tile=config.tokens_per_tile, **(image_processor_kwargs or {}))
+    image_mean, image_std = tower_normalization(vision_tower, vision_model.config)
+    image_processor = MedGptImageProcessor.from_geometry(
+        config.vision_geometry, **{"image_mean": image_mean, "image_std": image_std, **(image_processor_kwargs or {})}
+    )
     processor = MedGptProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,

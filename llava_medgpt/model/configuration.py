@@ -4,6 +4,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
+from ..processing.geometry import DEFAULT_GEOMETRY, VisionGeometry
+
 
 @strict
 class MedGptConfig(PreTrainedConfig):
@@ -14,7 +16,8 @@ class MedGptConfig(PreTrainedConfig):
     text_config: any causal-LM config (GPT-oss by default; Qwen2 and Llama work too).
     image_token_id: id of the placeholder token that image features replace.
     downsample_ratio: pixel-shuffle ratio; 0.5 turns a 24x24 patch grid into 12x12 = 144 tokens
-        of 4x the channel width.
+        of 4x the channel width (`vision_geometry` derives tile size and token counts from it and the
+        vision config; odd grids are zero-padded first, see processing/geometry.py).
     vision_feature_layer: hidden-state index of the vision tower that feeds the projector
         (-2, the penultimate layer, as in LLaVA).
     vision_feature_select_strategy: "default" drops the CLS token (CLIP), "full" keeps every token
@@ -31,8 +34,8 @@ class MedGptConfig(PreTrainedConfig):
                 "intermediate_size": 4096,
                 "num_hidden_layers": 24,
                 "num_attention_heads": 16,
-                "patch_size": 14,
-                "image_size": 336,
+                "patch_size": DEFAULT_GEOMETRY.patch_size,
+                "image_size": DEFAULT_GEOMETRY.tile_size,
                 "projection_dim": 768,
             },
         ),
@@ -54,18 +57,28 @@ class MedGptConfig(PreTrainedConfig):
             raise ValueError(
                 f"vision_feature_select_strategy must be 'default' or 'full', got {self.vision_feature_select_strategy!r}"
             )
-        grid = self.vision_config.image_size // self.vision_config.patch_size
-        shuffled = grid * self.downsample_ratio
-        if shuffled != int(shuffled) or int(1 / self.downsample_ratio) != 1 / self.downsample_ratio:
-            raise ValueError(
-                f"downsample_ratio {self.downsample_ratio} does not divide the {grid}x{grid} patch grid evenly"
-            )
+        self.vision_geometry  # refuse an unusable tower geometry now, with the reason
+
+    @property
+    def vision_geometry(self) -> VisionGeometry:
+        """Tile size, patch grid and tokens per tile of this model's vision tower."""
+        return VisionGeometry.from_vision_config(self.vision_config, self.downsample_ratio)
 
     @property
     def tokens_per_tile(self) -> int:
         """Language-model tokens one vision tile becomes after pixel shuffle."""
-        grid = self.vision_config.image_size // self.vision_config.patch_size
-        return int(grid * self.downsample_ratio) ** 2
+        return self.vision_geometry.tokens_per_tile
+
+    def check_image_processor(self, image_processor) -> None:
+        """Refuse an image processor whose tiles or placeholder counts differ from this model's vision tower."""
+        ours = self.vision_geometry
+        theirs = getattr(image_processor, "geometry", None)
+        if theirs is None or (theirs.tile_size, theirs.tokens_per_tile) != (ours.tile_size, ours.tokens_per_tile):
+            described = theirs.describe() if theirs is not None else type(image_processor).__name__
+            raise ValueError(
+                f"the image processor ({described}) does not match the vision tower ({ours.describe()}); "
+                "rebuild it with MedGptImageProcessor.from_geometry(config.vision_geometry)"
+            )
 
 
 __all__ = ["MedGptConfig"]

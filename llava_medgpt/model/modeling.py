@@ -30,13 +30,22 @@ def pixel_shuffle(features: torch.Tensor, ratio: float) -> torch.Tensor:
     return features.reshape(n, height // block, width // block, block * block * channels)
 
 
+def pad_patch_grid(features: torch.Tensor, side: int) -> torch.Tensor:
+    """Zero-pad a square patch grid [N, S, S, C] at the bottom and right to [N, side, side, C] (geometry rule for
+    grids that the shuffle block does not divide, e.g. SigLIP-384's 27x27 -> 28x28)."""
+    pad = side - features.shape[1]
+    if pad == 0:
+        return features
+    return nn.functional.pad(features, (0, 0, 0, pad, 0, pad))  # (C: none, W: right, H: bottom)
+
+
 class MedGptProjector(nn.Module):
     """Pixel shuffle, then LayerNorm -> Linear -> GELU -> Linear into the language model's embedding space."""
 
     def __init__(self, config: MedGptConfig):
         super().__init__()
-        self.downsample_ratio = config.downsample_ratio
-        shuffled_dim = config.vision_config.hidden_size * int(round(1 / config.downsample_ratio)) ** 2
+        self.geometry = config.vision_geometry
+        shuffled_dim = config.vision_config.hidden_size * self.geometry.block**2
         text_dim = config.text_config.hidden_size
         self.norm = nn.LayerNorm(shuffled_dim)
         self.linear_1 = nn.Linear(shuffled_dim, text_dim)
@@ -44,11 +53,16 @@ class MedGptProjector(nn.Module):
         self.linear_2 = nn.Linear(text_dim, text_dim)
 
     def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
-        # patch_features: [N_tiles, S*S, C_vision] -> [N_tiles * (S*r)^2, C_text]
+        # patch_features: [N_tiles, S*S, C_vision] -> [N_tiles * tokens_per_tile, C_text]
         n_tiles, n_patches, channels = patch_features.shape
-        side = int(n_patches**0.5)
-        grid = patch_features.reshape(n_tiles, side, side, channels)
-        shuffled = pixel_shuffle(grid, self.downsample_ratio).flatten(0, 2)
+        side = self.geometry.patch_grid
+        if n_patches != side * side:
+            raise ValueError(
+                f"the vision tower gave {n_patches} patch features per tile, but its geometry "
+                f"({self.geometry.describe()}) expects {side * side}; were the tiles resized?"
+            )
+        grid = pad_patch_grid(patch_features.reshape(n_tiles, side, side, channels), self.geometry.padded_grid)
+        shuffled = pixel_shuffle(grid, self.geometry.downsample_ratio).flatten(0, 2)
         return self.linear_2(self.act(self.linear_1(self.norm(shuffled))))
 
 
@@ -141,7 +155,7 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
         rank holding a text-only batch would otherwise skip the vision tower and deadlock the others. It also keeps
         trainable vision and projector parameters in the autograd graph, as DDP requires.
         """
-        size = self.config.vision_config.image_size
+        size = self.config.vision_geometry.tile_size
         blank = torch.zeros(1, 3, size, size, device=inputs_embeds.device, dtype=inputs_embeds.dtype)
         return inputs_embeds + 0.0 * self.get_image_features(blank).sum()
 
@@ -219,4 +233,10 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
         )
 
 
-__all__ = ["MedGptForConditionalGeneration", "MedGptPreTrainedModel", "MedGptProjector", "pixel_shuffle"]
+__all__ = [
+    "MedGptForConditionalGeneration",
+    "MedGptPreTrainedModel",
+    "MedGptProjector",
+    "pad_patch_grid",
+    "pixel_shuffle",
+]

@@ -1,4 +1,4 @@
-"""`MedGptImageProcessor`: images of a batch of samples -> 336-px tiles for the CLIP tower.
+"""`MedGptImageProcessor`: images of a batch of samples -> tiles at the vision tower's input size.
 
 Each image becomes a grid of tiles plus a thumbnail (rule in `tiling.py`); the images of one sample share a
 budget of `max_tiles_per_sample` tiles. Output, for all tiles of all images of all samples in reading order:
@@ -6,6 +6,9 @@ budget of `max_tiles_per_sample` tiles. Output, for all tiles of all images of a
     pixel_values      [total_tiles, 3, tile_size, tile_size]  float32 normalised, or uint8 with return_uint8
     num_tiles         [num_images]  tiles per image, thumbnail included
     num_image_tokens  [num_images]  num_tiles * tokens_per_tile
+
+Tile size and tokens per tile come from the vision geometry (`tile_size`, `patch_size`, `downsample_ratio`, the
+tower's own numbers; see processing/geometry.py), saved in preprocessor_config.json so a checkpoint round-trips.
 
 Training can ship uint8 tiles from the loader workers (4x less memory and pinned-copy traffic) and normalise
 on the GPU with `normalize_on_device`.
@@ -33,19 +36,19 @@ try:  # zero-copy PIL -> numpy (pyarrow comes with `datasets`); without it one c
 except ImportError:  # pragma: no cover
     pyarrow = None
 
-from ..constants import MAX_TILES, MIN_TILES, TILE_SIZE
+from ..constants import MAX_TILES, MIN_TILES
+from .geometry import DEFAULT_GEOMETRY, VisionGeometry
 from .image_io import ImageSource, load_image, read_image_size
 from .tiling import check_image_count, plan_sample_tiles, tiles_for_grid
 
 # Two images at full resolution (12 tiles + thumbnail each); samples with more images share the budget.
 DEFAULT_MAX_TILES_PER_SAMPLE = 2 * (MAX_TILES + 1)
-# 336-px tile, 14-px patches -> 24x24 patches -> pixel shuffle 0.5 -> 12x12 tokens. The checkpoint writer
-# overwrites it from MedGptConfig.tokens_per_tile, the one place that derives it.
-DEFAULT_TOKENS_PER_TILE = 144
 
 
 class MedGptImagesKwargs(ImagesKwargs, total=False):
     tile_size: int
+    patch_size: int
+    downsample_ratio: float
     min_tiles: int
     max_tiles: int
     use_thumbnail: bool
@@ -55,20 +58,23 @@ class MedGptImagesKwargs(ImagesKwargs, total=False):
     return_uint8: bool
 
 
-# Settings a call may override; everything else in ImagesKwargs (do_resize, size, ...) does not apply here.
-_TILING_SETTINGS = ("tile_size", "min_tiles", "max_tiles", "use_thumbnail", "max_tiles_per_sample")
+# Settings a call may override; everything else in ImagesKwargs (do_resize, size, ...) does not apply here. The
+# geometry (tile_size, patch_size, downsample_ratio) is the vision tower's and is fixed per processor: tiles of
+# another size would not match the tower nor the placeholder counts.
+_TILING_SETTINGS = ("min_tiles", "max_tiles", "use_thumbnail", "max_tiles_per_sample")
 
 
 class MedGptImageProcessor(BaseImageProcessor):
     r"""
     Dynamic-resolution tiler for MedGPT-oss (InternVL-style grid of up to `max_tiles` tiles plus a thumbnail).
 
-    tile_size: side of a square tile (the vision tower's input size).
+    tile_size / patch_size / downsample_ratio: the vision geometry (the tower's image_size and patch_size, the
+        projector's pixel-shuffle ratio); `tokens_per_tile` is derived from them (`geometry`). The builder sets
+        them from the tower's config; the defaults are CLIP-ViT-L/14@336's (144 tokens per tile).
     min_tiles / max_tiles: range of grid sizes an image may take (thumbnail not counted).
     use_thumbnail: append a tile_size thumbnail of the whole image when the grid has more than one tile.
     max_tiles_per_sample: budget for all images of one sample, thumbnails included (see `plan_sample_tiles`).
-    tokens_per_tile: language-model tokens per tile after the projector (MedGptConfig.tokens_per_tile).
-    image_mean / image_std: per-channel normalisation (CLIP's).
+    image_mean / image_std: per-channel normalisation (the tower family's; CLIP's by default).
     use_jpeg_draft: decode JPEG paths/bytes at 1/2, 1/4 or 1/8 scale when that still covers the target size.
     """
 
@@ -77,29 +83,60 @@ class MedGptImageProcessor(BaseImageProcessor):
 
     def __init__(
         self,
-        tile_size: int = TILE_SIZE,
+        tile_size: int = DEFAULT_GEOMETRY.tile_size,
+        patch_size: int = DEFAULT_GEOMETRY.patch_size,
+        downsample_ratio: float = DEFAULT_GEOMETRY.downsample_ratio,
         min_tiles: int = MIN_TILES,
         max_tiles: int = MAX_TILES,
         use_thumbnail: bool = True,
         max_tiles_per_sample: int = DEFAULT_MAX_TILES_PER_SAMPLE,
-        tokens_per_tile: int = DEFAULT_TOKENS_PER_TILE,
         image_mean: Sequence[float] = OPENAI_CLIP_MEAN,
         image_std: Sequence[float] = OPENAI_CLIP_STD,
         use_jpeg_draft: bool = True,
+        tokens_per_tile: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.tile_size = int(tile_size)
+        self.geometry = VisionGeometry(int(tile_size), int(patch_size), float(downsample_ratio))
+        if tokens_per_tile is not None and int(tokens_per_tile) != self.geometry.tokens_per_tile:
+            # preprocessor_config.json records the derived count for readers (exporters, serving); a file whose
+            # count disagrees with its own geometry was edited by hand or written by other code.
+            raise ValueError(
+                f"tokens_per_tile={tokens_per_tile} contradicts the geometry {self.geometry.describe()}; "
+                "tokens per tile are derived from tile_size, patch_size and downsample_ratio"
+            )
+        self.tile_size = self.geometry.tile_size
+        self.patch_size = self.geometry.patch_size
+        self.downsample_ratio = self.geometry.downsample_ratio
         self.min_tiles = int(min_tiles)
         self.max_tiles = int(max_tiles)
         self.use_thumbnail = bool(use_thumbnail)
         self.max_tiles_per_sample = int(max_tiles_per_sample)
-        self.tokens_per_tile = int(tokens_per_tile)
         self.image_mean = [float(v) for v in image_mean]
         self.image_std = [float(v) for v in image_std]
         self.use_jpeg_draft = bool(use_jpeg_draft)
         self._valid_kwargs_names = list(MedGptImagesKwargs.__annotations__)
         self._check_settings(self.__dict__)
+
+    @classmethod
+    def from_geometry(cls, geometry: VisionGeometry, **kwargs) -> "MedGptImageProcessor":
+        return cls(geometry.tile_size, geometry.patch_size, geometry.downsample_ratio, **kwargs)
+
+    @property
+    def tokens_per_tile(self) -> int:
+        """Language-model tokens one tile becomes (VisionGeometry.tokens_per_tile)."""
+        return self.geometry.tokens_per_tile
+
+    @property
+    def max_image_tokens_per_sample(self) -> int:
+        """Image placeholder tokens one sample can reach: its tile budget times tokens per tile."""
+        return self.max_tiles_per_sample * self.tokens_per_tile
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output.pop("geometry", None)  # saved as its three fields
+        output["tokens_per_tile"] = self.tokens_per_tile  # for readers of the file; checked on load
+        return output
 
     # ------------------------------------------------------------------------------------ public API
 
@@ -113,7 +150,7 @@ class MedGptImageProcessor(BaseImageProcessor):
         """
         settings = self._call_settings(kwargs)
         samples = _as_samples(images)
-        tile_size = settings["tile_size"]
+        tile_size = self.tile_size
 
         tiles, num_tiles = [], []
         for sample in samples:
@@ -205,10 +242,10 @@ class MedGptImageProcessor(BaseImageProcessor):
 
     @staticmethod
     def _check_settings(settings: dict) -> None:
-        if settings["tile_size"] < 1 or not 1 <= settings["min_tiles"] <= settings["max_tiles"]:
+        if not 1 <= settings["min_tiles"] <= settings["max_tiles"]:
             raise ValueError(
-                f"need tile_size >= 1 and 1 <= min_tiles <= max_tiles, got {settings['tile_size']}, "
-                f"{settings['min_tiles']}, {settings['max_tiles']}"
+                f"need 1 <= min_tiles <= max_tiles, got min_tiles={settings['min_tiles']}, "
+                f"max_tiles={settings['max_tiles']}"
             )
         if settings["max_tiles_per_sample"] < 1:
             raise ValueError(f"max_tiles_per_sample must be >= 1, got {settings['max_tiles_per_sample']}")
@@ -275,7 +312,6 @@ def _as_samples(images) -> list[list[ImageSource]]:
 
 __all__ = [
     "DEFAULT_MAX_TILES_PER_SAMPLE",
-    "DEFAULT_TOKENS_PER_TILE",
     "MedGptImageProcessor",
     "image_to_pixels",
     "resize_pixels",

@@ -3,7 +3,7 @@
 Training, one record at a time (the dataset calls this in loader workers):
 
     sample = processor.tokenize_conversation(record, image_root="/data/pmc_vqa")
-    # {"input_ids": LongTensor [T], "labels": LongTensor [T], "pixel_values": [tiles, 3, 336, 336] | None,
+    # {"input_ids": LongTensor [T], "labels": LongTensor [T], "pixel_values": [tiles, 3, S, S] | None (S = tile size),
     #  "num_tiles": [tiles per image], "id": record id}
 
 Inference and evaluation:

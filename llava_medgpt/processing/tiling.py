@@ -1,4 +1,5 @@
-"""Dynamic tiling: which grid of 336-px tiles an image becomes, and how a sample's images share a tile budget.
+"""Dynamic tiling: which grid of tiles (at the vision tower's input size) an image becomes, and how a sample's
+images share a tile budget.
 
 The grid rule is InternVL's dynamic high-resolution rule (InternVL 1.5, `dynamic_preprocess` /
 `find_closest_aspect_ratio`), the scheme the paper's "up to 12 dynamic patches ... and thumbnails"
@@ -10,8 +11,8 @@ The grid rule is InternVL's dynamic high-resolution rule (InternVL 1.5, `dynamic
    candidates two grids of equal tile count never tie for the best aspect ratio.
 2. The grid whose aspect ratio cols / rows is closest to width / height wins; the first one visited
    keeps the place unless a later one ties exactly and the image's area exceeds half the later grid's
-   pixel area (0.5 * tile_size**2 * cols * rows). So a square 800x800 image takes 3x3 tiles, while a
-   square 336x336 image stays at 1x1.
+   pixel area (0.5 * tile_size**2 * cols * rows). So with 336-px tiles a square 800x800 image takes 3x3 tiles,
+   while a square 336x336 image stays at 1x1.
 3. The image is resized (aspect ratio not kept) to (cols * tile_size, rows * tile_size) and cut row by row;
    when more than one tile results and thumbnails are on, a tile_size x tile_size thumbnail of the whole
    image is appended.
@@ -25,7 +26,9 @@ from functools import lru_cache
 
 from PIL import Image
 
-from ..constants import MAX_TILES, MIN_TILES, TILE_SIZE
+from ..constants import MAX_TILES, MIN_TILES
+from .geometry import DEFAULT_GEOMETRY
+
 
 
 @lru_cache(maxsize=64)
@@ -48,7 +51,7 @@ def select_tile_grid(
     height: int,
     min_tiles: int = MIN_TILES,
     max_tiles: int = MAX_TILES,
-    tile_size: int = TILE_SIZE,
+    tile_size: int = DEFAULT_GEOMETRY.tile_size,
 ) -> tuple[int, int]:
     """(cols, rows) of the tile grid for a width x height image (rule in the module docstring)."""
     if width <= 0 or height <= 0:
@@ -77,7 +80,7 @@ def tile_image(
     image: Image.Image,
     cols: int,
     rows: int,
-    tile_size: int = TILE_SIZE,
+    tile_size: int = DEFAULT_GEOMETRY.tile_size,
     use_thumbnail: bool = True,
 ) -> list[Image.Image]:
     """Resize `image` to the grid (bicubic), cut it left-to-right, top-to-bottom, append the thumbnail.
@@ -119,7 +122,7 @@ def plan_sample_tiles(
     max_tiles_per_sample: int,
     min_tiles: int = MIN_TILES,
     max_tiles: int = MAX_TILES,
-    tile_size: int = TILE_SIZE,
+    tile_size: int = DEFAULT_GEOMETRY.tile_size,
     use_thumbnail: bool = True,
 ) -> list[tuple[int, int]]:
     """Grids for the images of one sample so that their tiles (thumbnails included) fit the sample budget.

@@ -100,6 +100,7 @@ def setup_model(model_args: ModelArguments, training_args: TrainingArguments):
             model_args.model_name_or_path, config=config, dtype=dtype, use_safetensors=True
         )
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    model.config.check_image_processor(processor.image_processor)  # tiles and placeholders fit the tower
     model.config.use_cache = False
     model.language_model.config.use_cache = False
     if hasattr(model.language_model.config, "output_router_logits"):
