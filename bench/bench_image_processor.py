@@ -30,7 +30,8 @@ from PIL import Image
 from skimage import data as skdata
 from transformers import LlavaOnevisionImageProcessorPil
 
-from llava_medgpt.constants import MAX_TILES, TILE_SIZE
+from llava_medgpt.constants import MAX_TILES
+from llava_medgpt.processing.geometry import DEFAULT_GEOMETRY
 from llava_medgpt.processing.image_processor import MedGptImageProcessor
 from llava_medgpt.processing.tiling import select_tile_grid, tile_image
 
@@ -67,19 +68,20 @@ def decode(path: Path) -> Image.Image:
 def pil_tiler(path: Path) -> np.ndarray:
     image = decode(path).convert("RGB")
     cols, rows = select_tile_grid(*image.size)
-    tiles = tile_image(image, cols, rows, TILE_SIZE, use_thumbnail=True)
+    tiles = tile_image(image, cols, rows, DEFAULT_GEOMETRY.tile_size, use_thumbnail=True)
     return np.stack([np.asarray(tile) for tile in tiles]).transpose(0, 3, 1, 2)  # [N, 3, T, T]
 
 
 def onevision_processor() -> LlavaOnevisionImageProcessorPil:
     pinpoints = [
-        [rows * TILE_SIZE, cols * TILE_SIZE]
+        [rows * DEFAULT_GEOMETRY.tile_size, cols * DEFAULT_GEOMETRY.tile_size]
         for cols in range(1, MAX_TILES + 1)
         for rows in range(1, MAX_TILES + 1)
         if cols * rows <= MAX_TILES
     ]  # (height, width)
     return LlavaOnevisionImageProcessorPil(
-        size={"height": TILE_SIZE, "width": TILE_SIZE}, image_grid_pinpoints=pinpoints
+        size={"height": DEFAULT_GEOMETRY.tile_size, "width": DEFAULT_GEOMETRY.tile_size},
+        image_grid_pinpoints=pinpoints,
     )
 
 

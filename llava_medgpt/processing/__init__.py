@@ -24,9 +24,11 @@ _EXPORTS = {
     "load_image": "image_io",
     "read_image_size": "image_io",
     "resolve_image_path": "image_io",
-    # image_processor: images -> 336-px tiles
+    # geometry: tile size, patch grid and tokens per tile of a vision tower
+    "DEFAULT_GEOMETRY": "geometry",
+    "VisionGeometry": "geometry",
+    # image_processor: images -> tiles at the tower's input size
     "DEFAULT_MAX_TILES_PER_SAMPLE": "image_processor",
-    "DEFAULT_TOKENS_PER_TILE": "image_processor",
     "MedGptImageProcessor": "image_processor",
     # templates: chat messages -> text and target spans
     "CONVERSATION_TEMPLATES": "templates",
