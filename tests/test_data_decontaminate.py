@@ -1,6 +1,8 @@
 """Decontamination: planted text and image overlaps are found and dropped; everything else is kept."""
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,11 @@ from PIL import Image
 
 from llava_medgpt.data.converters.mcq import format_mcq_prompt
 from llava_medgpt.data.decontaminate import (
-    JsonlEvalItem, build_eval_index, decontaminate, find_overlap, load_eval_items, main, normalize_question,
+    JsonlEvalItem, Overlap, build_eval_index, decontaminate, find_overlap, hash_image, load_eval_items, main,
+    normalize_question,
 )
 from llava_medgpt.data.recipes import load_recipe
+from llava_medgpt.eval.tasks import task_names
 
 EVAL_QUESTION = "A 34-year-old woman presents with fatigue and joint pain. Which antibody is most specific?"
 
@@ -89,9 +93,14 @@ def test_planted_text_and_image_overlaps_are_found_and_nothing_else(setup):
     assert [(i.task, i.id) for i in items] == [("medqa", "q1"), ("slake", "s1"), ("slake", "s2")]
     reports = decontaminate(recipe, items)
     by_name = {r.source: r for r in reports}
-    assert (by_name["TextSet"].records, by_name["TextSet"].text, by_name["TextSet"].image) == (3, 1, 0)
+    # t-leak: the question as a formatted MCQ (exact after normalisation); t-superset: the whole 16-word question
+    # inside a longer prompt (text-only item, >= 10 words).
+    assert (by_name["TextSet"].records, by_name["TextSet"].text, by_name["TextSet"].image) == (3, 2, 0)
     assert [(o.record_id, o.kind, o.eval_items) for o in by_name["TextSet"].examples] == [
-        ("t-leak", "text", ("medqa/q1",))]
+        ("t-leak", "text", ("medqa/q1",)), ("t-superset", "text", ("medqa/q1",))]
+    # Exact matching only: the superset passes.
+    exact = {r.source: r for r in decontaminate(recipe, items, min_contained_words=None)}
+    assert [o.record_id for o in exact["TextSet"].examples] == ["t-leak"]
     assert (by_name["ImageSet"].records, by_name["ImageSet"].text, by_name["ImageSet"].image) == (3, 0, 1)
     assert [(o.record_id, o.kind, o.eval_items) for o in by_name["ImageSet"].examples] == [
         ("i-leak", "image", ("slake/s1",))]
@@ -100,7 +109,7 @@ def test_planted_text_and_image_overlaps_are_found_and_nothing_else(setup):
 def test_ngram_option_and_pixel_hash_widen_the_net(setup):
     tmp_path, recipe = setup
     items = load_eval_items(tmp_path / "eval")
-    by_name = {r.source: r for r in decontaminate(recipe, items, ngram=8, pixels=True)}
+    by_name = {r.source: r for r in decontaminate(recipe, items, ngram=8, pixels=True, min_contained_words=None)}
     assert sorted(o.record_id for o in by_name["TextSet"].examples) == ["t-leak", "t-superset"]
     assert sorted(o.record_id for o in by_name["ImageSet"].examples) == ["i-leak", "i-resaved"]
 
@@ -113,15 +122,17 @@ def test_drop_writes_filtered_manifests_and_report(setup, capsys, monkeypatch):
                  "--output", str(out)]) == 0
     kept_text = [json.loads(l)["id"] for l in (out / "text.jsonl").read_text().splitlines()]
     kept_image = [json.loads(l)["id"] for l in (out / "image.jsonl").read_text().splitlines()]
-    assert kept_text == ["t-clean", "t-superset"] and kept_image == ["i-short-question", "i-resaved"]
+    assert kept_text == ["t-clean"] and kept_image == ["i-short-question", "i-resaved"]
+    assert sorted(p.name for p in out.iterdir()) == ["decontamination_report.json", "image.jsonl", "text.jsonl"]
     # Kept lines are byte-identical to the input lines.
     assert (out / "text.jsonl").read_text().splitlines()[0] == \
         (tmp_path / "data/text.jsonl").read_text().splitlines()[1]
     report = json.loads((out / "decontamination_report.json").read_text())
-    assert [(r["source"], r["records"], r["text"], r["image"]) for r in report] == [
-        ("TextSet", 3, 1, 0), ("ImageSet", 3, 0, 1)]
+    assert [(r["source"], r["records"], r["text"], r["image"], r["by_task"]) for r in report] == [
+        ("TextSet", 3, 2, 0, {"medqa": 2}), ("ImageSet", 3, 0, 1, {"slake": 1})]
     printed = capsys.readouterr().out
-    assert "3 eval items checked" in printed and "t-leak (text) ~ medqa/q1" in printed
+    assert "3 eval items checked from 2 task(s)" in printed and "t-leak (text) ~ medqa/q1" in printed
+    assert "result: 3 overlapping training records dropped (by eval task: medqa 2, slake 1)" in printed
 
 
 def test_short_questions_match_by_image_only(tmp_path):
@@ -136,3 +147,124 @@ def test_missing_manifest_is_reported_not_fatal(setup):
     recipe = load_recipe(tmp_path / "recipe.yaml", env={"ROOT": str(tmp_path / "nowhere")})
     reports = decontaminate(recipe, load_eval_items(tmp_path / "eval"))
     assert all(r.missing and r.records == 0 for r in reports)
+
+
+# ------------------------------------------------------------------- benchmark folders, default flags
+
+FIXTURES = Path(__file__).parent / "fixtures" / "eval"
+MEDQA_TEST = "data_clean/questions/US/4_options/phrases_no_exclude_test.jsonl"
+PLANTED = ("A 45-year-old man presents with crushing substernal chest pain radiating to the left arm for two "
+           "hours. Which of the following is the most appropriate next step in management?")
+PLANTED_OPTIONS = {"A": "Aspirin", "B": "Discharge home", "C": "Antacids", "D": "Reassurance"}
+
+
+@pytest.fixture
+def benchmarks(tmp_path):
+    """Every benchmark fixture in its release layout, with one realistic MedQA test question added; a training
+    recipe holding that question in three forms, a SLAKE test image and an MMMU test image (embedded in the
+    release's parquet), plus clean records."""
+    eval_dir = tmp_path / "benchmarks"
+    shutil.copytree(FIXTURES, eval_dir, ignore=shutil.ignore_patterns("*.py"))
+    with open(eval_dir / "MedQA" / MEDQA_TEST, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"question": PLANTED, "answer": "Aspirin", "options": PLANTED_OPTIONS,
+                            "meta_info": "step2&3", "answer_idx": "A"}) + "\n")
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    shutil.copy(eval_dir / "Slake1.0/imgs/xmlab1/source.jpg", data / "images/slake_copy.jpg")
+    import pyarrow.parquet as pq
+
+    mmmu = pq.read_table(next((eval_dir / "MMMU").rglob("validation-*.parquet"))).to_pylist()[0]
+    (data / "images/mmmu_copy.png").write_bytes(mmmu["image_1"]["bytes"])
+    _image(data / "images/clean.png", seed=5)
+    text_records = [
+        # As the MedQA training converter would write it (formatted MCQ): exact after normalisation.
+        _qa("exact", format_mcq_prompt(PLANTED, PLANTED_OPTIONS), "A. Aspirin"),
+        # Case, punctuation and spacing changed.
+        _qa("normalised", PLANTED.upper().replace(".", " ;").replace("  ", " ") + "  "),
+        # The question after a preface and before the source's own option list (as MedReason writes it).
+        _qa("contained", "Read the case.\n" + PLANTED + "\nA. Aspirin\nB. Discharge home\nC. Antacids"),
+        _qa("clean", "A 60-year-old woman has had a dry cough for three weeks after starting lisinopril. "
+                     "What is the most likely cause?"),
+    ]
+    image_records = [_qa("slake-copy", "What is shown?", image="slake_copy.jpg"),
+                     _qa("mmmu-copy", "Describe the image.", image="mmmu_copy.png"),
+                     _qa("image-clean", "What is shown?", image="clean.png")]
+    (data / "text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in text_records))
+    (data / "image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in image_records))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"seed": 0, "datasets": [
+        {"name": "Text", "json_path": str(data / "text.jsonl"), "sampling_strategy": "all", "expected_count": 4,
+         "modality": "text", "reasoning": False, "source": "test", "converter": "medqa"},
+        {"name": "Images", "json_path": str(data / "image.jsonl"), "image_folder": str(data / "images"),
+         "sampling_strategy": "all", "expected_count": 3, "modality": "image", "reasoning": False,
+         "source": "test", "converter": "slake"}]}))
+    return eval_dir, recipe
+
+
+def test_default_flags_check_every_task_found_and_find_the_planted_question(benchmarks, capsys):
+    eval_dir, recipe = benchmarks
+    assert main([str(recipe), "--eval-data", str(eval_dir)]) == 1  # overlaps found, not dropped
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line and line.split()[0] in task_names()}
+    assert sorted(rows) == task_names()  # every task of the registry has fixture data here
+    assert rows["medqa"][1:3] == ["4", "4"]  # 3 fixture items + the planted one, all long enough to match
+    assert rows["slake"][1] == "3" and int(rows["slake"][3]) == 3  # its images were hashed
+    assert int(rows["mmmu_med"][3]) == 5  # embedded parquet images hashed too
+    total = sum(int(r[1]) for r in rows.values())
+    assert f"{total:,} eval items checked from {len(task_names())} task(s)" in out
+    assert "exact (text) ~ medqa/3" in out and "normalised (text) ~ medqa/3" in out
+    assert "contained (text) ~ medqa/3" in out and "clean (" not in out
+    assert "slake-copy (image) ~ slake/1" in out
+    assert "mmmu-copy (image) ~ mmmu_med/" in out
+    assert "image-clean" not in out
+    assert "result: 5 training records overlap eval items (by eval task: medqa 3, mmmu_med 1, slake 1)" in out
+
+
+@pytest.mark.parametrize("tasks, expected", [
+    (["all"], None),
+    (["table5"], ["medbullets", "medmcqa", "medqa", "medxpertqa_text", "mmlu_med", "pubmedqa"]),
+    (["medqa,slake"], ["medqa", "slake"]),
+    (["medqa", "slake"], ["medqa", "slake"]),
+])
+def test_task_names_and_groups_as_in_the_eval_cli(benchmarks, capsys, tasks, expected):
+    eval_dir, recipe = benchmarks
+    assert main([str(recipe), "--eval-data", str(eval_dir), "--tasks", *tasks]) == 1
+    out = capsys.readouterr().out
+    checked = sorted(line.split()[0] for line in out.splitlines() if line and line.split()[0] in task_names())
+    assert checked == (task_names() if expected is None else expected)
+    from llava_medgpt.eval.tasks import parse_tasks
+
+    assert checked == sorted(parse_tasks(",".join(tasks)))
+
+
+def test_checking_nothing_is_an_error_unless_allowed(benchmarks, tmp_path, capsys):
+    _, recipe = benchmarks
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(recipe), "--eval-data", str(empty)]) == 2
+    captured = capsys.readouterr()
+    assert "0 eval items checked from 0 task(s)" in captured.out
+    assert "error: 0 eval items checked" in captured.err
+    assert main([str(recipe), "--eval-data", str(empty), "--allow-empty"]) == 0
+
+
+def test_a_named_task_without_data_is_an_error_unless_allowed(benchmarks, capsys):
+    eval_dir, recipe = benchmarks
+    shutil.rmtree(eval_dir / "Slake1.0")
+    assert main([str(recipe), "--eval-data", str(eval_dir), "--tasks", "medqa,slake"]) == 2
+    captured = capsys.readouterr()
+    assert f"not found: slake: data folder {eval_dir / 'Slake1.0'} not found" in captured.out
+    assert "error: no eval data for slake" in captured.err
+    assert main([str(recipe), "--eval-data", str(eval_dir), "--tasks", "medqa,slake", "--allow-missing"]) == 1
+    # Unknown names fail before anything is read, as in the eval CLI.
+    assert main([str(recipe), "--eval-data", str(eval_dir), "--tasks", "medqa,nosuchtask"]) == 2
+    assert "unknown task 'nosuchtask'" in capsys.readouterr().err
+
+
+def test_library_functions_stay_importable_for_curation():
+    items = [JsonlEvalItem("medqa", "1", PLANTED, [])]
+    index = build_eval_index(items)
+    assert find_overlap(_qa("r", "Intro. " + PLANTED), index, None) == Overlap("r", "text", ("medqa/1",))
+    assert find_overlap(_qa("r", PLANTED.replace("left", "right")), index, None) is None  # one word differs
+    assert hash_image(b"abc") == hashlib.sha256(b"abc").hexdigest()

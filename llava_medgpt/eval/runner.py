@@ -20,34 +20,9 @@ import os
 import time
 from pathlib import Path
 
-from .tasks import TASK_DIR, MissingData, load_config, load_task, task_names
+from .tasks import TASK_DIR, MissingData, load_task, parse_task_paths, parse_tasks
 
 logger = logging.getLogger("llava_medgpt.eval")
-
-
-def parse_tasks(spec: str, task_dir: Path) -> list[str]:
-    """"slake,medqa" | "all" | "table4" / "table5" / "table6" / "figure2" (the paper's groups)."""
-    names: list[str] = []
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        if part == "all":
-            names += task_names(task_dir)
-        elif part.startswith("table") or part == "figure2":
-            group = part.removeprefix("table")
-            names += [n for n in task_names(task_dir) if load_config(n, task_dir).paper.get("table") == group]
-        else:
-            load_config(part, task_dir)  # unknown names fail here, before the model loads
-            names.append(part)
-    return list(dict.fromkeys(names))
-
-
-def parse_task_paths(pairs: list[str]) -> dict[str, str]:
-    paths = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--task-path expects NAME=PATH, got {pair!r}")
-        paths[name] = path
-    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:

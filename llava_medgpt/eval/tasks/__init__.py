@@ -98,6 +98,35 @@ def load_config(name: str, task_dir: Path = TASK_DIR) -> TaskConfig:
     return TaskConfig(**raw)
 
 
+def parse_tasks(spec: str, task_dir: Path = TASK_DIR) -> list[str]:
+    """"slake,medqa" | "all" | "table4" / "table5" / "table6" / "figure2" (the paper's groups) -> task names.
+
+    The one parser of task lists (the eval CLI and decontamination); unknown names raise KeyError.
+    """
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part == "all":
+            names += task_names(task_dir)
+        elif part.startswith("table") or part == "figure2":
+            group = part.removeprefix("table")
+            names += [n for n in task_names(task_dir) if load_config(n, task_dir).paper.get("table") == group]
+        else:
+            load_config(part, task_dir)  # unknown names fail here, before anything is loaded
+            names.append(part)
+    return list(dict.fromkeys(names))
+
+
+def parse_task_paths(pairs: list[str]) -> dict[str, str]:
+    """["mimic_cxr_findings=/data/mimic", ...] -> {task name: data folder}."""
+    paths = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--task-path expects NAME=PATH, got {pair!r}")
+        paths[name] = path
+    return paths
+
+
 @dataclass
 class LoadedTask:
     config: TaskConfig
@@ -233,5 +262,7 @@ __all__ = [
     "iter_eval_items",
     "load_config",
     "load_task",
+    "parse_task_paths",
+    "parse_tasks",
     "task_names",
 ]
