@@ -41,6 +41,7 @@ EXPECTED = {
     "impression_1shot": (3, {}, [4, 1, 2]),
     "patient_trial_0shot": (6, {"sigir2016-20141-NCT00009999: trial document NCT00009999.xml not found": 1}, [0] * 6),
     "patient_trial_1shot": (6, {"sigir2016-20141-NCT00009999: trial document NCT00009999.xml not found": 1}, [0] * 6),
+    "omnimedvqa": (4, {"gt_answer 'Cataract' matches 0 options, expected exactly one": 1}, [1] * 4),
 }
 
 

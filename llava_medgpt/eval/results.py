@@ -11,6 +11,7 @@ labelled fallback; a fallback never enters a macro average.
 
 import numpy as np
 
+from .breakdowns import breakdown_scores
 from .harmony import answer_text
 from .intervals import bootstrap_interval, wilson_interval
 from .metrics import CLINICAL_METRICS, compute_clinical_metric, rouge_l
@@ -19,7 +20,8 @@ from .scoring import extract_choice, match_open_answer
 from .tasks.base import ACCURACY, MCQ, OPEN, EvalItem, TaskConfig
 
 PAPER_TABLES = {"4": "Medical VQA (Table 4)", "5": "Text-only medical QA (Table 5)",
-                "6": "In-context learning (Table 6)", "figure2": "MIMIC-CXR report generation (Figure 2)"}
+                "6": "In-context learning (Table 6)", "figure2": "MIMIC-CXR report generation (Figure 2)",
+                "readme": "OmniMedVQA (repository README)"}
 METRIC_NAMES = {"accuracy": "accuracy", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L",
                 "radgraph_f1": "RadGraph-F1 (partial)", "ratescore": "RaTEScore", "inv_radcliq_v1": "1/RadCliQ-v1"}
 FALLBACK_METRICS = ("bleu4", "rouge_l")  # shown when a report task's clinical metric is unavailable
@@ -45,9 +47,12 @@ def score_task(config: TaskConfig, items: list[EvalItem], outputs: dict[str, str
         verdicts = [score_item(item, outputs[item.id]) for item in items]
         correct = sum(v["correct"] for v in verdicts)
         no_option = sum(1 for item, v in zip(items, verdicts) if item.kind == MCQ and v["choice"] is None)
-        return {"n": len(items), "correct": correct, "no_valid_option": no_option,
-                "accuracy": 100.0 * correct / len(items) if items else None,
-                "ci95": {"accuracy": _percent_interval(wilson_interval(correct, len(items)))}}
+        scores = {"n": len(items), "correct": correct, "no_valid_option": no_option,
+                  "accuracy": 100.0 * correct / len(items) if items else None,
+                  "ci95": {"accuracy": _percent_interval(wilson_interval(correct, len(items)))}}
+        if config.options.get("breakdowns"):  # e.g. OmniMedVQA by modality and by question type
+            scores["breakdowns"] = breakdown_scores(items, verdicts, list(config.options["breakdowns"]))
+        return scores
     predictions = [answer_text(outputs[item.id]) or "" for item in items]
     references = [item.answer for item in items]
     bleu = bleu_statistics(predictions, references)

@@ -10,7 +10,7 @@ from .results import METRIC_NAMES, macro_average
 from .tasks import TASK_DIR
 
 PAPER_RESULTS = TASK_DIR / "paper_results.yaml"
-TABLE_ORDER = ("4", "5", "6", "figure2")
+TABLE_ORDER = ("4", "5", "6", "figure2", "readme")
 FIGURE2_METRICS = ("radgraph_f1", "ratescore", "inv_radcliq_v1", "bleu4", "rouge_l")
 DASH = "–"
 
@@ -52,7 +52,7 @@ def _cell(task: dict | None) -> str:
 
 def render_table(results: dict, paper: dict, table: str) -> str:
     spec = paper["tables"][table]
-    models = paper["models"]
+    models = spec.get("models", paper["models"])  # the README's table compares other models than the paper's
     label = results["label"]
     evaluated = _evaluated_by_row(results, table)
     lines = [f"### {spec['caption']}", ""]
@@ -97,10 +97,23 @@ def render_tables(results: dict, paper: dict | None = None) -> str:
               "95% CI: Wilson interval for accuracies, seeded bootstrap over items for BLEU-4 / ROUGE-L. "
               "n: items scored / records skipped by the loader (reasons in results.json). Macro average: "
               "unweighted mean over the rows scored with their primary metric, for every column alike.", ""]
-    body = "\n\n".join(render_table(results, paper, t) for t in TABLE_ORDER)
+    body = "\n\n".join([render_table(results, paper, t) for t in TABLE_ORDER] + render_breakdowns(results))
     not_run = [f"- `{name}`: {reason}" for name, reason in sorted(results.get("not_run", {}).items())]
     footer = ["", "", "### Tasks not run", "", *not_run] if not_run else []
     return "\n".join(header + [body] + footer) + "\n"
+
+
+def render_breakdowns(results: dict) -> list[str]:
+    """One table per (task, breakdown field): accuracy, 95% CI and n of every group (OmniMedVQA modalities...)."""
+    sections = []
+    for task in results["tasks"].values():
+        for key, groups in task["scores"].get("breakdowns", {}).items():
+            lines = [f"### {task['title']}: accuracy by {key.replace('_', ' ')} ({results['label']})", "",
+                     f"| {key.replace('_', ' ').capitalize()} | Accuracy | 95% CI | n |", "|---|---|---|---|"]
+            lines += [f"| {value} | {_fmt(group['accuracy'], 2)} | {_interval(group['ci95'], 2)} | {group['n']} |"
+                      for value, group in groups.items()]
+            sections.append("\n".join(lines))
+    return sections
 
 
 def render_summary(results: dict, seconds: dict[str, float], total_seconds: float) -> str:

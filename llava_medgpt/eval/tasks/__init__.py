@@ -19,6 +19,7 @@ import yaml
 
 from .base import ACCURACY, GENERATION, MCQ, OPEN, REPORT, BadRecord, EvalItem, ImageRef, TaskConfig
 from .mimic import convert_mimic, mimic_records
+from .omnimedvqa import convert_omnimedvqa, omnimedvqa_records
 from .sources import MissingData, hub_records
 from .text_qa import (
     convert_medbullets,
@@ -77,6 +78,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "mmlu": Benchmark(lambda c, root, split: mmlu_records(c, root), convert_mmlu),
     "medbullets": Benchmark(_files_for_split, convert_medbullets),
     "mimic_cxr": Benchmark(mimic_records, convert_mimic, user_supplied=True),
+    "omnimedvqa": Benchmark(omnimedvqa_records, convert_omnimedvqa, user_supplied=True),
     "patient_trial": Benchmark(lambda c, root, split: trial_records(c, root), convert_trial, user_supplied=True),
 }
 
