@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llava_medgpt.data.convert import convert_rows, convert_source, main as convert_main, read_rows
+from llava_medgpt.data.convert import ConvertError, convert_rows, convert_source, main as convert_main, read_rows
 from llava_medgpt.data.converters import CONVERTERS
 from llava_medgpt.data.converters.common import split_think
 from llava_medgpt.data.converters.mcq import MCQ_INSTRUCTION, format_mcq_prompt, mcq_question_stem
@@ -22,7 +22,7 @@ def convert_file(name, path):
     converter = CONVERTERS[name]
     rows = read_mimic_cxr_studies(path) if converter.reader == "mimic_cxr" else read_rows(path)
     records, skipped = [], []
-    for row_number, out, reason in convert_rows(converter, rows):
+    for row_number, out, reason, _ in convert_rows(converter, rows):
         records += out
         if reason is not None:
             skipped.append((row_number, reason))
@@ -260,7 +260,7 @@ def test_bad_rows_are_counted_with_row_and_reason(tmp_path, capsys):
     assert report.skipped[1][0] == 3 and report.skipped[1][1].startswith("invalid JSON")
     assert len(out.read_text().splitlines()) == 1
     log = (tmp_path / "medmcqa.jsonl.skipped.tsv").read_text().splitlines()
-    assert log[0] == "row\treason" and log[1] == "2\tcop -1 is not 0-3" and log[2].startswith("3\tinvalid JSON")
+    assert log[0] == "row\treason\tdetail" and log[1] == "2\tcop -1 is not 0-3\t" and log[2].startswith("3\tinvalid JSON")
     assert convert_main(["medmcqa", "--input", str(FIX / "medmcqa_train.jsonl"), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "3 rows read, 1 records written, 2 rows skipped" in printed
@@ -342,3 +342,55 @@ def test_record_view_round_trips():
     record = Record.from_dict(raw)
     assert record.images == ("a.jpg", "b.jpg") and record.turns[1].reasoning == "because"
     assert record.to_dict() == raw
+
+
+# ------------------------------------------------------------------------------------------ CLI failures
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_wrong_source_for_a_file_fails_naming_columns_found_and_expected(tmp_path, capsys):
+    out = tmp_path / "out" / "medqa.jsonl"
+    (tmp_path / "out").mkdir()
+    # PMC-OA captions given to the MedQA converter.
+    assert convert_main(["medqa", "--input", str(FIX / "pmc_oa.jsonl"), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    rows = len((FIX / "pmc_oa.jsonl").read_text().splitlines())
+    assert f"error: medqa: nothing converted from {FIX / 'pmc_oa.jsonl'}: all {rows} rows skipped " \
+           f"({rows} x missing field 'question')" in err
+    assert "  columns found (first 100 rows): image, caption\n" in err
+    assert "  medqa expects: question, options, answer_idx\n" in err
+    assert "  sources whose columns these rows have: pmc_oa, rocov2, medtrinity\n" in err
+    assert f"nothing written to {out}" in err
+    assert _files(tmp_path / "out") == []  # no empty manifest, no skipped-row log, no temporary file
+    # A source with several layouts lists each.
+    with pytest.raises(ConvertError, match=r"rocov2 expects: \(ID, Caption\) or \(image, caption\)"):
+        convert_source("rocov2", FIX / "medqa_train.jsonl", tmp_path / "r.jsonl")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_missing_or_empty_input_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert convert_main(["medqa", "--input", str(tmp_path / "nope.jsonl"), "--output", str(out)]) == 2
+    assert f"--input {tmp_path / 'nope.jsonl'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty.jsonl").write_text("\n")
+    assert convert_main(["medqa", "--input", str(tmp_path / "empty.jsonl"), "--output", str(out)]) == 1
+    assert "holds no rows" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert convert_main(["medqa", "--input", str(tmp_path / "bad.json"), "--output", str(out)]) == 2
+    assert "bad.json: not a JSON file" in capsys.readouterr().err
+    assert _files(tmp_path) == ["bad.json", "empty.jsonl"]
+
+
+def test_output_is_replaced_atomically_and_kept_on_failure(tmp_path):
+    out = tmp_path / "medmcqa.jsonl"
+    out.write_text("previous run\n")
+    convert_source("medmcqa", FIX / "medmcqa_train.jsonl", out)
+    first = out.read_text()
+    assert first != "previous run\n" and len(first.splitlines()) == 1
+    with pytest.raises(ConvertError):
+        convert_source("medmcqa", FIX / "pmc_oa.jsonl", out)  # wrong source: nothing converts
+    assert out.read_text() == first  # the last good manifest is untouched
+    assert _files(tmp_path) == ["medmcqa.jsonl", "medmcqa.jsonl.skipped.tsv"]

@@ -5,6 +5,7 @@ WebDataset (.tar) reader with unsafe members and incomplete samples."""
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def conv(*turns):
 
 def convert_file(name, path, image_root=None):
     records, skipped = [], []
-    for row_number, out, reason in convert_rows(CONVERTERS[name], read_rows(path), image_root):
+    for row_number, out, reason, _ in convert_rows(CONVERTERS[name], read_rows(path), image_root):
         records += out
         if reason is not None:
             skipped.append((row_number, reason))
@@ -107,11 +108,29 @@ def test_converter_on_published_schema(name):
     assert skipped == expected_skips
 
 
-def test_image_root_checks_that_images_exist(tmp_path):
-    report = convert_source("rocov2", FIX / "rocov2_train_captions.csv", tmp_path / "r.jsonl",
-                            image_root=FIX / "images" / "rocov2")
+def test_image_root_checks_that_images_exist(tmp_path, capsys):
+    root = FIX / "images" / "rocov2"
+    report = convert_source("rocov2", FIX / "rocov2_train_captions.csv", tmp_path / "r.jsonl", image_root=root)
     assert report.records_written == 1
     assert report.skipped == [(2, "image not found under --image-root"), (3, "missing field 'Caption'")]
+    missing = next(line.split(",")[0] for i, line in enumerate(
+        (FIX / "rocov2_train_captions.csv").read_text().splitlines()) if i == 2)
+    tried = str(root.resolve() / f"{missing}.jpg")
+    assert report.details == {2: tried}
+    # The path tried is in the summary and in the skipped-row log.
+    assert f"image not found under --image-root  (rows 2; e.g. {tried})" in report.format()
+    log = (tmp_path / "r.jsonl.skipped.tsv").read_text().splitlines()
+    assert log[1] == f"2\timage not found under --image-root\t{tried}"
+
+
+def test_image_symlink_leaving_the_root_is_skipped_naming_the_path(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "outside.jpg").write_bytes(b"x")
+    os.symlink(tmp_path / "outside.jpg", tmp_path / "images" / "link.jpg")  # the record's path itself is clean
+    (tmp_path / "pmc_oa.jsonl").write_text(json.dumps({"image": "link.jpg", "caption": "Escapes."}) + "\n")
+    rows = convert_rows(CONVERTERS["pmc_oa"], read_rows(tmp_path / "pmc_oa.jsonl"), tmp_path / "images")
+    assert [(n, reason, detail) for n, _, reason, detail in rows] == [
+        (1, "image path leaves --image-root", f"'link.jpg' resolves outside {(tmp_path / 'images').resolve()}")]
 
 
 def test_rocov2_hub_parquet_layout_writes_embedded_images(tmp_path):
@@ -257,3 +276,15 @@ def test_webdataset_rows_keep_metadata_and_shard_order(tmp_path):
     assert rows[0]["txt"] == "caption a" and rows[0]["jpg"] == {"bytes": b"\xff\xd8", "path": "a.jpg"}
     assert rows[0]["json"]["image_secondary_label"] == ["skin lesion"] and rows[0]["__shard__"] == "000000.tar"
     assert rows[2].reason == "invalid JSON in member 'c.json'"
+
+
+def test_a_run_that_fails_midway_leaves_no_manifest_and_no_image_behind(tmp_path):
+    good = tmp_path / "shards" / "000000.tar"
+    good.parent.mkdir(parents=True)
+    write_shard(good, [("s0.jpg", png_bytes("red", "JPEG")), ("s0.txt", b"A red square.")])
+    (tmp_path / "shards" / "000001.tar").write_bytes(b"not a tar archive" * 64)  # read after the good shard
+    (tmp_path / "images").mkdir()
+    with pytest.raises(tarfile.ReadError):
+        convert_source("biomedica", tmp_path / "shards", tmp_path / "out" / "b.jsonl", image_root=tmp_path / "images")
+    assert list((tmp_path / "images").rglob("*")) == []  # the image of the converted first sample is gone too
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

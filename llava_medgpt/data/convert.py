@@ -8,6 +8,10 @@ or a folder of them (BIOMEDICA), or for the MIMIC-CXR converters the MIMIC-CXR-J
 structs {"bytes": ..., "path": ...}, WebDataset image members) are written below <image-root>/<SOURCE>/ and
 replaced by their relative path. Rows that cannot be converted are skipped and reported with their row number
 (1 = first data row or sample) and reason; the full list goes to <output>.skipped.tsv.
+
+The output is written atomically (a temporary file in the output's folder, fsync, rename). When no record
+converts -- the wrong SOURCE for the file, an empty file -- the command fails (exit 1) naming the columns it found
+and the ones SOURCE expects, and writes nothing; a missing or unreadable --input fails (exit 2) the same way.
 """
 
 import argparse
@@ -25,11 +29,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write
 from .converters import CONVERTERS, Converter, SkipRow
 from .converters.report import read_mimic_cxr_studies
 from .records import RecordError, record_images, validate_record
 
 _EXAMPLES_PER_REASON = 5
+_ROWS_FOR_COLUMNS = 100  # rows whose keys are listed when nothing converts
+
+
+class ConvertError(RuntimeError):
+    """The conversion as a whole failed (nothing converted); the message says what was found."""
+
+
+class MissingInputError(ConvertError):
+    """--input does not exist."""
+
+
+class UnreadableInputError(ConvertError, ValueError):
+    """--input as a whole cannot be read as rows (file type, a .json that does not parse, no shards)."""
 
 
 @dataclass
@@ -38,6 +56,8 @@ class ConvertReport:
     rows_read: int = 0
     records_written: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+    details: dict[int, str] = field(default_factory=dict)  # row number -> the row's detail (e.g. the path tried)
+    columns: dict[str, None] = field(default_factory=dict)  # keys of the first rows, in order of appearance
 
     def reasons(self) -> Counter:
         return Counter(reason for _, reason in self.skipped)
@@ -46,10 +66,34 @@ class ConvertReport:
         lines = [f"{self.source}: {self.rows_read} rows read, {self.records_written} records written, "
                  f"{len(self.skipped)} rows skipped"]
         for reason, n in self.reasons().most_common():
-            rows = [str(r) for r, why in self.skipped if why == reason][:_EXAMPLES_PER_REASON]
+            rows = [r for r, why in self.skipped if why == reason][:_EXAMPLES_PER_REASON]
             more = ", ..." if n > len(rows) else ""
-            lines.append(f"  skipped {n:>8}  {reason}  (rows {', '.join(rows)}{more})")
+            example = next((self.details[r] for r in rows if r in self.details), None)
+            tried = f"; e.g. {example}" if example else ""
+            lines.append(f"  skipped {n:>8}  {reason}  (rows {', '.join(map(str, rows))}{more}{tried})")
         return "\n".join(lines)
+
+
+def _describe_columns(layouts: list[tuple[str, ...]]) -> str:
+    shown = [", ".join(layout) for layout in layouts]
+    return shown[0] if len(shown) == 1 else " or ".join(f"({s})" for s in shown)
+
+
+def nothing_converted_message(converter: Converter, input_path: str | os.PathLike, report: ConvertReport) -> str:
+    """Why nothing converted: what the rows looked like, what the converter expects, which sources would fit."""
+    if report.rows_read == 0:
+        return f"{converter.name}: nothing converted: {input_path} holds no rows"
+    reasons = "; ".join(f"{n} x {reason}" for reason, n in report.reasons().most_common(3))
+    found = list(report.columns)
+    lines = [f"{converter.name}: nothing converted from {input_path}: all {report.rows_read} rows skipped "
+             f"({reasons})",
+             f"  columns found (first {_ROWS_FOR_COLUMNS} rows): {', '.join(found) if found else '(none)'}",
+             f"  {converter.name} expects: {_describe_columns(converter.expected_columns())}"]
+    fitting = [c.name for c in CONVERTERS.values() if c.name != converter.name and c.reader == converter.reader
+               and c.accepts_columns(set(found))]
+    if fitting:
+        lines.append(f"  sources whose columns these rows have: {', '.join(fitting)}")
+    return "\n".join(lines)
 
 
 class _BadRow:
@@ -73,14 +117,17 @@ def read_rows(path: str | os.PathLike) -> Iterator[Any]:
                     yield _BadRow(f"invalid JSON ({e.msg})")
     elif path.endswith(".json"):
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise UnreadableInputError(f"{path}: not a JSON file ({e})") from None
         if isinstance(data, dict):  # {key: row}, e.g. PubMedQA's ori_pqal.json keyed by PMID
             for key, row in data.items():
                 yield dict(row, _key=key) if isinstance(row, dict) else _BadRow("row is not an object")
         elif isinstance(data, list):
             yield from data
         else:
-            raise ValueError(f"{path}: expected a JSON list or object")
+            raise UnreadableInputError(f"{path}: expected a JSON list or object")
     elif path.endswith((".csv", ".tsv")):  # .tsv: VLMEvalKit benchmark tables (OpenMM-Medical)
         with open(path, newline="", encoding="utf-8-sig") as f:
             yield from csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
@@ -94,11 +141,11 @@ def read_rows(path: str | os.PathLike) -> Iterator[Any]:
     elif os.path.isdir(path):
         shards = sorted(str(p) for p in Path(path).rglob("*.tar"))
         if not shards:
-            raise ValueError(f"{path}: folder holds no .tar WebDataset shards")
+            raise UnreadableInputError(f"{path}: folder holds no .tar WebDataset shards")
         for shard in shards:
             yield from read_webdataset(shard)
     else:
-        raise ValueError(f"{path}: unsupported input type (expected .jsonl, .json, .csv, .tsv, .parquet, "
+        raise UnreadableInputError(f"{path}: unsupported input type (expected .jsonl, .json, .csv, .tsv, .parquet, "
                          ".tar or a folder of .tar shards)")
 
 
@@ -205,67 +252,113 @@ def materialize_images(row: dict, source: str, row_number: int, image_root: Path
     return out
 
 
-def _remove(paths: list[Path]) -> None:
+def _remove(paths: list[Path], below: Path | None = None) -> None:
+    """Delete files; with `below`, also the folders under it that this leaves empty."""
     for path in paths:
         path.unlink(missing_ok=True)
+        if below is None:
+            continue
+        folder, stop = path.parent, below.resolve()
+        while folder.resolve() != stop and stop in folder.resolve().parents:
+            try:
+                folder.rmdir()  # only succeeds when empty
+            except OSError:
+                break
+            folder = folder.parent
 
 
-def convert_rows(converter: Converter, rows: Iterator[Any], image_root: Path | None = None) -> Iterator[tuple]:
-    """For each raw row, in order: (row_number, records, None) or (row_number, [], skip reason)."""
+def _check_image(image_root: Path, path: str) -> None:
+    resolved = _inside(image_root, path)
+    if resolved is None:
+        raise SkipRow("image path leaves --image-root", f"{path!r} resolves outside {image_root.resolve()}")
+    if not resolved.is_file():
+        raise SkipRow("image not found under --image-root", str(resolved))
+
+
+def convert_rows(converter: Converter, rows: Iterator[Any], image_root: Path | None = None,
+                 written: list[Path] | None = None) -> Iterator[tuple]:
+    """For each raw row, in order: (row_number, records, None, None) or (row_number, [], skip reason, detail).
+
+    Images this run wrote for rows it kept are appended to `written` (so a failed run can remove them).
+    """
     for i, row in enumerate(rows):
         row_number = i + 1
-        written: list[Path] = []
+        row_written: list[Path] = []
         try:
             if isinstance(row, _BadRow):
                 raise SkipRow(row.reason)
             if not isinstance(row, dict):
                 raise SkipRow("row is not an object")
-            row = materialize_images(row, converter.name, row_number, image_root, written)
+            row = materialize_images(row, converter.name, row_number, image_root, row_written)
             records = converter.fn(row, i)
             for record in records:
                 validate_record(record)
                 if image_root is not None:
                     for path in record_images(record):
-                        resolved = _inside(image_root, path)
-                        if resolved is None or not resolved.is_file():
-                            raise SkipRow("image not found under --image-root")
+                        _check_image(image_root, path)
         except SkipRow as e:
-            _remove(written)
-            yield row_number, [], e.reason
+            _remove(row_written)
+            yield row_number, [], e.reason, e.detail
             continue
         except RecordError as e:
-            _remove(written)
-            yield row_number, [], f"invalid record: {e.problem}"
+            _remove(row_written)
+            yield row_number, [], f"invalid record: {e.problem}", None
             continue
-        yield row_number, records, None
+        if written is not None:
+            written.extend(row_written)
+        yield row_number, records, None, None
+
+
+def _recording_columns(rows: Iterator[Any], report: ConvertReport) -> Iterator[Any]:
+    """Pass rows through, noting the keys of the first ones (for the error when nothing converts)."""
+    for i, row in enumerate(rows):
+        if i < _ROWS_FOR_COLUMNS and isinstance(row, dict):
+            report.columns.update(dict.fromkeys(str(key) for key in row))
+        yield row
 
 
 def convert_source(name: str, input_path: str | os.PathLike, output_path: str | os.PathLike,
                    image_root: str | os.PathLike | None = None,
                    reports_root: str | os.PathLike | None = None) -> ConvertReport:
+    """Convert one raw source into `output_path` (and `<output_path>.skipped.tsv`), both written atomically.
+
+    Raises ConvertError, leaving no output and no image of this run behind, when `input_path` does not exist
+    or no record converts (the message names the columns found and expected).
+    """
     if name not in CONVERTERS:
         raise KeyError(f"unknown source {name!r}; known: {sorted(CONVERTERS)}")
     converter = CONVERTERS[name]
+    if not os.path.exists(input_path):
+        raise MissingInputError(f"--input {os.path.abspath(input_path)} does not exist")
+    report = ConvertReport(source=name)
     if converter.reader == "mimic_cxr":
         rows = read_mimic_cxr_studies(input_path, reports_root)
     else:
         rows = read_rows(input_path)
-    report = ConvertReport(source=name)
     root = Path(image_root) if image_root else None
     output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(output_path, "w", encoding="utf-8") as out:
-        for row_number, records, reason in convert_rows(converter, rows, root):
-            report.rows_read += 1
-            if reason is not None:
-                report.skipped.append((row_number, reason))
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                report.records_written += 1
-    with open(f"{output_path}.skipped.tsv", "w", encoding="utf-8") as log:
-        log.write("row\treason\n")
-        for row_number, reason in report.skipped:
-            log.write(f"{row_number}\t{reason}\n")
+    written: list[Path] = []  # images this run wrote: removed again if the run fails
+    try:
+        with atomic_write(output_path) as out:
+            for row_number, records, reason, detail in convert_rows(converter, _recording_columns(rows, report),
+                                                                    root, written):
+                report.rows_read += 1
+                if reason is not None:
+                    report.skipped.append((row_number, reason))
+                    if detail is not None:
+                        report.details[row_number] = detail
+                for record in records:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    report.records_written += 1
+            if report.records_written == 0:
+                raise ConvertError(nothing_converted_message(converter, input_path, report))
+            with atomic_write(f"{output_path}.skipped.tsv") as log:  # committed just before the manifest
+                log.write("row\treason\tdetail\n")
+                for row_number, reason in report.skipped:
+                    log.write(f"{row_number}\t{reason}\t{report.details.get(row_number, '')}\n")
+    except BaseException:
+        _remove(written, below=root)
+        raise
     return report
 
 
@@ -277,9 +370,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-root", help="image folder of this source: images are checked / written here")
     parser.add_argument("--reports-root", help="MIMIC-CXR reports root (files/pXX/...txt); default: --input")
     args = parser.parse_args(argv)
-    report = convert_source(args.source, args.input, args.output, args.image_root, args.reports_root)
+    try:
+        report = convert_source(args.source, args.input, args.output, args.image_root, args.reports_root)
+    except (MissingInputError, UnreadableInputError, FileNotFoundError) as e:  # FileNotFoundError: MIMIC layout
+        print(f"error: {args.source}: {e}\nnothing written to {args.output}", file=sys.stderr)
+        return 2
+    except ConvertError as e:
+        print(f"error: {e}\nnothing written to {args.output}", file=sys.stderr)
+        return 1
     print(report.format())
-    print(f"skipped-row log: {args.output}.skipped.tsv")
+    print(f"{report.records_written} records written to {args.output}; skipped-row log: {args.output}.skipped.tsv")
     return 0
 
 

@@ -21,6 +21,24 @@ class Converter:
     family: str
     fn: ConvertFn
     reader: str = "table"  # "table": rows of a JSONL/JSON/CSV/Parquet file; "mimic_cxr": study rows of a folder
+    columns: tuple[str, ...] = ()  # input columns of a converter without a field map (alternatives "a|b")
+
+    def expected_columns(self) -> list[tuple[str, ...]]:
+        """Input columns a row needs, one tuple per published layout; read from the field map when there is one."""
+        if self.columns:
+            return [self.columns]
+        fields = self.fn.args[0] if isinstance(self.fn, partial) and self.fn.args else None
+        if isinstance(fields, tuple):  # several published layouts (ROCOv2)
+            return caption.layout_columns(fields)
+        return [fields.columns()] if hasattr(fields, "columns") else []
+
+    def accepts_columns(self, found: set[str]) -> bool:
+        """Whether rows with these columns could convert (some layout has all its columns, any alternative)."""
+        return any(all(any(alt in found for alt in column.split("|")) for column in layout)
+                   for layout in self.expected_columns())
+
+
+_MIMIC_STUDY_COLUMNS = ("subject_id", "study_id", "images", "report")  # rows built by read_mimic_cxr_studies
 
 
 def _entries() -> list[Converter]:
@@ -37,21 +55,21 @@ def _entries() -> list[Converter]:
                   p(chat.convert_conversations, chat.PUBMEDVISION_ALIGNMENT)),
         # report generation
         Converter("mimic_cxr_single", "MIMIC-CXR (single-panel)", "report", report.convert_mimic_single,
-                  reader="mimic_cxr"),
+                  reader="mimic_cxr", columns=_MIMIC_STUDY_COLUMNS),
         Converter("mimic_cxr_longitudinal", "MIMIC-CXR (multi-view & longitudinal)", "report",
-                  report.convert_mimic_longitudinal, reader="mimic_cxr"),
+                  report.convert_mimic_longitudinal, reader="mimic_cxr", columns=_MIMIC_STUDY_COLUMNS),
         # VQA
         Converter("slake", "SLAKE (English)", "vqa", p(vqa.convert_open_vqa, vqa.SLAKE)),
         Converter("vqa_rad", "VQA-Rad", "vqa", p(vqa.convert_open_vqa, vqa.VQA_RAD)),
-        Converter("pmc_vqa", "PMC-VQA", "vqa", vqa.convert_pmc_vqa),
+        Converter("pmc_vqa", "PMC-VQA", "vqa", vqa.convert_pmc_vqa, columns=vqa.PMC_VQA_COLUMNS),
         Converter("mimic_cxr_vqa", "MIMIC-CXR-VQA", "vqa", p(vqa.convert_open_vqa, vqa.MIMIC_CXR_VQA)),
         Converter("quilt_vqa", "Quilt-VQA", "vqa", p(chat.convert_conversations, chat.QUILT_VQA)),
         Converter("openmm_medical", "OpenMM-Medical", "vqa", p(vqa.convert_mcq_vqa, vqa.OPENMM_MEDICAL)),
         # text multiple choice
-        Converter("medqa", "MedQA", "mcq", mcq_text.convert_medqa),
-        Converter("medmcqa", "MedMCQA", "mcq", mcq_text.convert_medmcqa),
-        Converter("pubmedqa", "PubMedQA", "mcq", mcq_text.convert_pubmedqa),
-        Converter("medexpqa", "MedExpQA", "mcq", mcq_text.convert_medexpqa),
+        Converter("medqa", "MedQA", "mcq", mcq_text.convert_medqa, columns=mcq_text.MEDQA_COLUMNS),
+        Converter("medmcqa", "MedMCQA", "mcq", mcq_text.convert_medmcqa, columns=mcq_text.MEDMCQA_COLUMNS),
+        Converter("pubmedqa", "PubMedQA", "mcq", mcq_text.convert_pubmedqa, columns=mcq_text.PUBMEDQA_COLUMNS),
+        Converter("medexpqa", "MedExpQA", "mcq", mcq_text.convert_medexpqa, columns=mcq_text.MEDEXPQA_COLUMNS),
         # instruction / chat
         Converter("alpacare", "AlpaCare-MedInstruct-52k", "chat", p(chat.convert_instruction, chat.ALPACARE)),
         Converter("medquad", "MedQuAD", "chat", p(chat.convert_qa, chat.MEDQUAD)),
@@ -68,10 +86,12 @@ def _entries() -> list[Converter]:
         Converter("huatuo_o1", "Huotuo-o1", "reasoning", p(reasoning.convert_trace, reasoning.HUATUO_O1)),
         Converter("medical_r1_distill", "Medical-R1-Distill-Data", "reasoning",
                   p(reasoning.convert_trace, reasoning.MEDICAL_R1_DISTILL)),
-        Converter("medthoughts_8k", "MedThoughts-8K", "reasoning", reasoning.convert_medthoughts),
+        Converter("medthoughts_8k", "MedThoughts-8K", "reasoning", reasoning.convert_medthoughts,
+                  columns=reasoning.MEDTHOUGHTS_COLUMNS),
         Converter("gmai_reasoning10k", "GMAI-Reasoning10K", "reasoning",
                   p(chat.convert_conversations, reasoning.GMAI_REASONING10K)),
-        Converter("gemex_thinkvg", "GEMeX-ThinkVG", "reasoning", reasoning.convert_gemex_thinkvg),
+        Converter("gemex_thinkvg", "GEMeX-ThinkVG", "reasoning", reasoning.convert_gemex_thinkvg,
+                  columns=reasoning.GEMEX_THINKVG_COLUMNS),
     ]
 
 

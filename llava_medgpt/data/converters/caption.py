@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
-from .common import SkipRow, first_key, gpt, human, is_missing, make_record, text, with_images
+from .common import SkipRow, any_of, first_key, gpt, human, is_missing, make_record, text, with_images
 
 CAPTION_INSTRUCTION = "Describe the medical image."
 
@@ -31,6 +31,10 @@ class CaptionFields:
     caption: str
     id: str | None = None  # field with a stable id; None -> the image path's stem
     image_suffix: str = ""  # appended to the image field (ROCOv2's CSV gives ids, files are <ID>.jpg)
+
+    def columns(self) -> tuple[str, ...]:
+        """Input columns a row needs (alternatives joined by '|')."""
+        return (any_of(self.images), self.caption)
 
 
 # A source published in several layouts gives one CaptionFields per layout; the first whose caption field
@@ -48,6 +52,11 @@ QUILT_1M = CaptionFields(prefix="quilt_1m", images=("image_path",), caption="cap
 BIOMEDICA = CaptionFields(prefix="biomedica", images=("jpg", "jpeg", "png", "webp"), caption="txt", id="__key__")
 # 25M_demo / 25M_full hub configs: image (embedded), id, caption.
 MEDTRINITY = CaptionFields(prefix="medtrinity", images=("image",), caption="caption", id="id")
+
+
+def layout_columns(layouts: Layouts) -> list[tuple[str, ...]]:
+    """Columns of each published layout."""
+    return [f.columns() for f in (layouts if isinstance(layouts, tuple) else (layouts,))]
 
 
 def _layout(layouts: Layouts, row: Mapping[str, Any]) -> CaptionFields:

@@ -53,6 +53,9 @@ class ConversationFields:
     id: str | None = "id"
     split_think: bool = False  # assistant values carry <think>...</think> traces
 
+    def columns(self) -> tuple[str, ...]:
+        return (self.conversations,)
+
 
 # FreedomIntelligence/PubMedVision PubMedVision_Alignment_VQA.json: {"id", "image": [paths in images_*.zip],
 # "conversations": [{"from", "value"}], "modality", "body_part"}; image is always a list (often several).
@@ -89,6 +92,9 @@ class MessageFields:
     prefix: str
     messages: str = "messages"
     id: str | None = "id"
+
+    def columns(self) -> tuple[str, ...]:
+        return (self.messages,)
 
 
 # Intelligent-Internet/II-Medical-Reasoning-SFT (data/train-*.parquet): {"model", "question", "problem", "messages":
@@ -132,6 +138,10 @@ class InstructionFields:
     output: str = "output"
     instruction_as_system: bool = False  # ChatDoctor's instruction is one fixed role prompt, not the question
 
+    def columns(self) -> tuple[str, ...]:
+        return (self.instruction, self.input, self.output) if self.instruction_as_system else (
+            self.instruction, self.output)
+
 
 # AlpaCare MedInstruct-52k (lavita/AlpaCare-MedInstruct-52k parquet, or xz97/MedInstruct data/MedInstruct-52k.json).
 ALPACARE = InstructionFields(prefix="alpacare")
@@ -159,6 +169,9 @@ class QAFields:
     question: str
     answer: str
     id: str | None = None
+
+    def columns(self) -> tuple[str, ...]:
+        return (self.question, self.answer)
 
 
 # lavita/MedQuAD (data/train-*.parquet, 47,441 rows = all of MedQuAD's questions): document_id, document_source,

@@ -13,11 +13,20 @@ from ...constants import IMAGE_MARKER
 
 
 class SkipRow(Exception):
-    """This raw row cannot become a record; `reason` says why (short, stable: it is used as a counter key)."""
+    """This raw row cannot become a record; `reason` says why (short, stable: it is used as a counter key).
 
-    def __init__(self, reason: str):
+    `detail` is the row's own part of the story (e.g. the full image path tried), kept out of the counter key.
+    """
+
+    def __init__(self, reason: str, detail: str | None = None):
         self.reason = reason
-        super().__init__(reason)
+        self.detail = detail
+        super().__init__(reason if detail is None else f"{reason}: {detail}")
+
+
+def any_of(keys: tuple[str, ...]) -> str:
+    """How an expected column with alternatives is shown: "image_name|image"."""
+    return "|".join(keys)
 
 
 def is_missing(value: Any) -> bool:

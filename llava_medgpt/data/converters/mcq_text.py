@@ -18,6 +18,13 @@ from .common import SkipRow, gpt, human, is_missing, make_record, text
 from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt, read_lettered_options
 
 
+# Input columns a row needs, per source (shown when nothing converts).
+MEDQA_COLUMNS = ("question", "options", "answer_idx")
+MEDMCQA_COLUMNS = ("id", "question", "opa", "opb", "opc", "opd", "cop")
+PUBMEDQA_COLUMNS = ("QUESTION", "CONTEXTS", "final_decision")
+MEDEXPQA_COLUMNS = ("full_question", "options", "correct_option")
+
+
 def _mcq_record(record_id: str, question: str, options: dict[str, str], letter: str) -> list[dict]:
     turns = [human(format_mcq_prompt(question, options)), gpt(format_mcq_answer(letter, options))]
     return [make_record(record_id, turns)]

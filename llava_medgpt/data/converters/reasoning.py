@@ -34,6 +34,10 @@ class TraceFields:
     # With reasoning=None: skip rows whose answer has no <think> block (True), or keep them as plain answers.
     trace_required: bool = True
 
+    def columns(self) -> tuple[str, ...]:
+        optional = tuple(c for c in (self.reasoning, self.image) if c is not None)
+        return (self.question, self.answer) + optional
+
 
 HUATUO_O1 = TraceFields(prefix="huatuo_o1", question="Question", reasoning="Complex_CoT", answer="Response")
 # medical_r1_distill_sft.json: the published keys really contain the spaces and parentheses.
@@ -82,6 +86,10 @@ def convert_trace(fields: TraceFields, row: Mapping[str, Any], index: int) -> li
     key = text(row, fields.id) if fields.id and not is_missing(row.get(fields.id)) else str(index)
     turns = [human(with_images(question, len(images))), gpt(answer, reasoning)]
     return [make_record(f"{fields.prefix}-{key}", turns, images)]
+
+
+MEDTHOUGHTS_COLUMNS = ("question", "options", "answer_idx", "ds_think")
+GEMEX_THINKVG_COLUMNS = ("image_path", "question", "response")
 
 
 def convert_medthoughts(row: Mapping[str, Any], index: int) -> list[dict]:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
-from .common import SkipRow, first_key, gpt, human, is_missing, make_record, text, with_images
+from .common import SkipRow, any_of, first_key, gpt, human, is_missing, make_record, text, with_images
 from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt, lettered
 
 
@@ -56,6 +56,9 @@ class OpenVQAFields:
     split: tuple[str, str] | None = None  # (field, value) rows must match; others are skipped
     test_marker: tuple[str, str] | None = None  # (field, prefix): rows whose field starts with prefix are test rows
     image_prefix: str = ""  # prepended to the image path (MIMIC-CXR-VQA paths are relative to files/)
+
+    def columns(self) -> tuple[str, ...]:
+        return (any_of(self.images), self.question, self.answer) + ((self.language[0],) if self.language else ())
 
 
 SLAKE = OpenVQAFields(prefix="slake", images=("img_name",), question="question", answer="answer", id="qid",
@@ -90,6 +93,7 @@ def convert_open_vqa(fields: OpenVQAFields, row: Mapping[str, Any], index: int) 
     return [make_record(f"{fields.prefix}-{key}", turns, [image])]
 
 
+PMC_VQA_COLUMNS = ("Figure_path", "Question", "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label")
 _PMC_CHOICE_RE = re.compile(r"^\s*([A-D])\s*:\s*(.*)$", re.DOTALL)
 
 
@@ -153,6 +157,10 @@ class McqVQAFields:
     answer: str
     id: str | None = None
     hint: str | None = None  # optional context put before the question (VLMEvalKit "hint")
+
+    def columns(self) -> tuple[str, ...]:
+        options = (self.options,) if self.options is not None else ("A", "B")
+        return (self.image, self.question, *options, self.answer)
 
 
 OPENMM_MEDICAL = McqVQAFields(prefix="openmm_medical", image="image_path", question="question", options=None,
