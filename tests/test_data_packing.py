@@ -5,17 +5,12 @@ import torch
 
 from llava_medgpt.constants import IGNORE_INDEX, IMAGE_TOKEN
 from llava_medgpt.data.collator import MedGptCollator
-from llava_medgpt.data.packing import (
-    balanced_bins,
-    best_fit_decreasing,
-    pack_rows,
-    packed_attention_masks,
-    sequence_ids,
-)
+from llava_medgpt.data.packing import balanced_bins, best_fit_decreasing, pack_rows, sequence_ids
 from llava_medgpt.data.skips import SkippedSample
 from llava_medgpt.model.backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
 from llava_medgpt.model.configuration import MedGptConfig
 from llava_medgpt.model.modeling import MedGptForConditionalGeneration
+from llava_medgpt.model.packed_masks import packed_attention_masks
 from llava_medgpt.model.tokenizer import build_tiny_tokenizer
 
 TOKENS_PER_TILE = 144
@@ -203,7 +198,7 @@ def test_packed_loss_equals_token_weighted_mean_of_single_sample_losses(text_bac
 
 
 def test_gpt_oss_does_not_detect_packing_from_position_ids_but_qwen2_does_without_a_cache():
-    """Pins transformers 5.23's behaviour that packed_attention_masks works around (see packing.py); our model,
+    """Pins transformers 5.23's behaviour that packed_attention_masks works around (see model/packed_masks.py); our model,
     given only position ids, separates the samples for both backbones."""
     errors, ours = {}, {}
     for text_backbone in ("gpt_oss", "qwen2"):

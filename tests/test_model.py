@@ -192,7 +192,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
 
 def test_packed_rows_with_router_aux_loss_match_the_unpacked_language_model():
     """Per-layer-type packed masks + output_router_logits: same CE loss as one sample alone, aux loss present."""
-    from llava_medgpt.data.packing import packed_attention_masks
+    from llava_medgpt.model.packed_masks import packed_attention_masks
 
     model = make_model()
     ids = text_ids(1, 24)

@@ -5,7 +5,7 @@ Two layouts (registry COLLATE_LAYOUTS):
     padded  input_ids / labels / attention_mask [B, T_max], right padding; one sample per row
     packed  input_ids / labels / position_ids [R, T <= max_length], several samples per row (see packing.py);
             no attention_mask: MedGptForConditionalGeneration builds block-diagonal masks from position_ids
-            (packing.packed_attention_masks)
+            (model.packed_masks.packed_attention_masks)
 
 Both put `pixel_values` (all tiles of the batch, in reading order, uint8 as the workers made them, or None) and
 `meta` (a skips.BatchMeta: samples requested, skipped markers, ids). `meta` is bookkeeping, not a model input:

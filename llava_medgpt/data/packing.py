@@ -16,7 +16,8 @@ Three things keep samples apart:
    attention_mask is None AND past_key_values is None AND the model passes position_ids to its mask builder:
    Qwen2 and Llama do (with use_cache=False; the default use_cache=True creates a cache and silently disables
    the detection), GPT-oss does NOT (GptOssModel builds its masks without position_ids), so a packed GPT-oss row
-   would attend across samples. `packed_attention_masks` builds the per-layer-type masks explicitly with
+   would attend across samples. `llava_medgpt.model.packed_masks.packed_attention_masks` (the model calls it when
+   a batch has restarting position ids and no mask) builds the per-layer-type masks explicitly with
    transformers' own builders (float masks for eager, bool for sdpa, BlockMask for flex attention, and the
    sliding window applied within each sample), to pass as `attention_mask={"full_attention": ..., ...}`.
 
@@ -111,32 +112,4 @@ def sequence_ids(position_ids: torch.Tensor) -> torch.Tensor:
     return (step != 1).cumsum(-1)
 
 
-def packed_attention_masks(text_config, position_ids: torch.Tensor, dtype: torch.dtype) -> dict:
-    """Per-layer-type attention masks that keep packed sequences apart, for `attention_mask=` of the LM.
-
-    text_config: the language model's config (its `_attn_implementation` picks the mask format, `layer_types` and
-    `sliding_window` which masks are needed). position_ids: [B, T] restarting at 0 per sample.
-    Returns {"full_attention": mask, "sliding_attention": mask (if the model has sliding layers)}.
-    """
-    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
-
-    builders = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
-    layer_types = set(getattr(text_config, "layer_types", None) or ["full_attention"])
-    unknown = layer_types - set(builders)
-    if unknown:
-        raise ValueError(f"no packed mask for layer types {sorted(unknown)}; known: {sorted(builders)}")
-    # The builders read only the batch size, length, dtype and device of inputs_embeds.
-    shape_only = torch.empty(position_ids.shape + (0,), dtype=dtype, device=position_ids.device)
-    return {
-        layer_type: builders[layer_type](
-            config=text_config,
-            inputs_embeds=shape_only,
-            attention_mask=None,
-            past_key_values=None,
-            position_ids=position_ids,
-        )
-        for layer_type in sorted(layer_types)
-    }
-
-
-__all__ = ["balanced_bins", "best_fit_decreasing", "pack_rows", "packed_attention_masks", "sequence_ids"]
+__all__ = ["balanced_bins", "best_fit_decreasing", "pack_rows", "sequence_ids"]

@@ -5,6 +5,7 @@ from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from ..processing.geometry import DEFAULT_GEOMETRY, VisionGeometry
+from .loss import DEFAULT_TOKEN_CHUNK, DEFAULT_VOCAB_BLOCK, LOSS_IMPLEMENTATIONS
 
 
 @strict
@@ -22,6 +23,11 @@ class MedGptConfig(PreTrainedConfig):
         (-2, the penultimate layer, as in LLaVA).
     vision_feature_select_strategy: "default" drops the CLS token (CLIP), "full" keeps every token
         (SigLIP has no CLS token).
+    loss_implementation: how the training loss is computed (llava_medgpt.model.loss): "auto" (Liger's fused kernel
+        when installed and on a GPU, else "chunked"), "chunked" (plain torch, no full-vocabulary logits), "liger",
+        or "full" (transformers' loss on full logits). Evaluation and generation always return logits.
+    loss_token_chunk, loss_vocab_block: tile of the chunked loss (tokens x vocabulary rows); its fp32 logits are
+        the loss's working memory.
     """
 
     model_type = "llava_medgpt"
@@ -50,6 +56,9 @@ class MedGptConfig(PreTrainedConfig):
     vision_feature_select_strategy: str = "default"
     projector_hidden_act: str = "gelu"
     tie_word_embeddings: bool = False
+    loss_implementation: str = "auto"
+    loss_token_chunk: int = DEFAULT_TOKEN_CHUNK
+    loss_vocab_block: int = DEFAULT_VOCAB_BLOCK
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -57,6 +66,8 @@ class MedGptConfig(PreTrainedConfig):
             raise ValueError(
                 f"vision_feature_select_strategy must be 'default' or 'full', got {self.vision_feature_select_strategy!r}"
             )
+        if self.loss_implementation not in LOSS_IMPLEMENTATIONS:
+            raise ValueError(f"loss_implementation must be one of {LOSS_IMPLEMENTATIONS}, got {self.loss_implementation!r}")
         self.vision_geometry  # refuse an unusable tower geometry now, with the reason
 
     @property

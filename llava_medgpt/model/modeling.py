@@ -4,16 +4,12 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import MoeCausalLMOutputWithPast
+from transformers.modeling_outputs import CausalLMOutputWithPast, MoeCausalLMOutputWithPast
 from transformers.models.gpt_oss.modeling_gpt_oss import load_balancing_loss_func
 
-from ..data.packing import packed_attention_masks
 from .configuration import MedGptConfig
-
-
-def _is_packed(position_ids: torch.Tensor | None) -> bool:
-    """Several samples share a row when position ids restart (fall) inside it."""
-    return position_ids is not None and position_ids.shape[-1] > 1 and bool((position_ids.diff(dim=-1) < 0).any())
+from .loss import causal_lm_loss
+from .packed_masks import is_packed, packed_attention_masks
 
 
 def pixel_shuffle(features: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -184,15 +180,20 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
         elif self.training and self._must_sync_vision_tower():
             inputs_embeds = self._touch_vision_tower(inputs_embeds)
 
-        if attention_mask is None and past_key_values is None and _is_packed(position_ids):
+        if attention_mask is None and past_key_values is None and is_packed(position_ids):
             # transformers does not separate packed samples for GPT-oss (nor for any model once a cache exists):
             # build the block-diagonal (and sliding-window) masks from the restarting position ids.
             attention_mask = packed_attention_masks(self.config.text_config, position_ids, inputs_embeds.dtype)
             use_cache = False
         if output_router_logits is None:  # the language model would fall back to its config, so decide here
             output_router_logits = getattr(self.language_model.config, "output_router_logits", None)
+        if labels is not None and self.training and past_key_values is None and self._memory_efficient_loss():
+            # Training: the loss without full-vocabulary logits (none are returned).
+            return self._forward_with_losses(
+                inputs_embeds, attention_mask, position_ids, labels, bool(output_router_logits), False, **kwargs
+            )
         if isinstance(attention_mask, dict) and output_router_logits:
-            return self._forward_packed_moe(inputs_embeds, attention_mask, position_ids, labels, **kwargs)
+            return self._forward_with_losses(inputs_embeds, attention_mask, position_ids, labels, True, True, **kwargs)
         if output_router_logits is not None:
             kwargs["output_router_logits"] = output_router_logits
         return self.language_model(
@@ -206,31 +207,57 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
             **kwargs,
         )
 
-    def _forward_packed_moe(self, inputs_embeds, attention_masks: dict, position_ids, labels, **kwargs):
-        """Packed rows (per-layer-type block-diagonal masks from data.packing) with the MoE router aux loss.
+    def _memory_efficient_loss(self) -> bool:
+        """Whether training losses skip full logits: the config asks for it and the head is a plain linear layer (a
+        head wrapped by an adapter falls back to transformers' loss)."""
+        return self.config.loss_implementation != "full" and type(self.get_output_embeddings()) is nn.Linear
 
-        transformers' causal-LM heads hand the attention mask to the load-balancing loss, which expects a 2D padding
-        mask, not a dict of 4D masks; so run the base model and the two losses here. Packed rows carry (almost) no
-        padding, so the load-balancing statistics use every position.
+    def _forward_with_losses(
+        self, inputs_embeds, attention_mask, position_ids, labels, output_router_logits: bool, return_logits: bool,
+        **kwargs,
+    ):
+        """Decoder, then the LM loss and the MoE router aux loss computed here rather than by the causal-LM head.
+
+        Two callers: training (return_logits=False: `model.loss.causal_lm_loss`, no full-vocabulary logits) and
+        packed rows with the router aux loss outside training (logits and transformers' loss). transformers'
+        causal-LM heads hand the attention mask to the load-balancing loss, which expects a 2D padding mask; packed
+        rows bring a dict of per-layer-type masks instead, and carry (almost) no padding, so their load-balancing
+        statistics use every position.
         """
         lm = self.language_model
-        outputs = lm.model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_masks,
-            position_ids=position_ids,
-            use_cache=False,
-            output_router_logits=True,
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        shift_labels = kwargs.pop("shift_labels", None)
+        if output_router_logits:
+            kwargs["output_router_logits"] = True
+        outputs = lm.get_decoder()(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
             **kwargs,
         )
-        logits = lm.lm_head(outputs.last_hidden_state)
-        aux_loss = load_balancing_loss_func(outputs.router_logits, lm.num_experts, lm.num_experts_per_tok, None)
-        loss = None
-        if labels is not None:
-            loss = lm.loss_function(logits, labels, lm.vocab_size, **kwargs)
-            loss = loss + lm.router_aux_loss_coef * aux_loss.to(loss.device)
-        return MoeCausalLMOutputWithPast(
-            loss=loss, aux_loss=aux_loss, logits=logits, router_logits=outputs.router_logits
+        hidden_states = outputs.last_hidden_state  # [B, T, D]
+        head = self.get_output_embeddings()
+        logits = loss = None
+        if return_logits:
+            logits = head(hidden_states)  # [B, T, V]
+            if labels is not None or shift_labels is not None:
+                loss = lm.loss_function(
+                    logits, labels, lm.config.vocab_size, num_items_in_batch=num_items_in_batch,
+                    shift_labels=shift_labels,
+                )
+        else:
+            loss = causal_lm_loss(
+                head, hidden_states, labels, num_items_in_batch=num_items_in_batch, shift_labels=shift_labels,
+                implementation=self.config.loss_implementation, token_chunk=self.config.loss_token_chunk,
+                vocab_block=self.config.loss_vocab_block,
+            )
+        if not output_router_logits:
+            return CausalLMOutputWithPast(loss=loss, logits=logits)
+        padding_mask = attention_mask if torch.is_tensor(attention_mask) and attention_mask.dim() == 2 else None
+        aux_loss = load_balancing_loss_func(
+            outputs.router_logits, lm.config.num_local_experts, lm.config.num_experts_per_tok, padding_mask
         )
+        if loss is not None:
+            loss = loss + lm.config.router_aux_loss_coef * aux_loss.to(loss.device)
+        return MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux_loss, logits=logits, router_logits=outputs.router_logits)
 
 
 __all__ = [
