@@ -9,6 +9,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["llava_medgpt", "llava_medgpt.*"]),
     include_package_data=True,
+    package_data={"llava_medgpt.data.curate": ["configs/*.yaml", "prompts/*.txt"]},
     install_requires=[
         # Install torch first (README): a bare requirement may otherwise pull a multi-GB CUDA build.
         "torch>=2.6",
@@ -32,6 +33,9 @@ setup(
         "test": ["pytest>=8", "scikit-image>=0.24", "scipy>=1.11", "oss-harmony==0.0.11"],
         # Report metrics (docs/evaluation.md). They fetch their models from a hub on first use and, here, resolve to
         # torch 2.14.1 + CUDA wheels: install them where that is wanted, after torch.
+        # Pretraining-data curation (llava_medgpt.data.curate): OCR with its models inside the wheel, perceptual
+        # hashes, and scikit-image's face cascade.
+        "curate": ["rapidocr-onnxruntime>=1.4.4", "imagehash>=4.3", "scikit-image>=0.24"],
         "clinical": ["radgraph>=0.1.18", "RaTEScore>=0.6", "RadEval>=2.2"],
     },
     entry_points={"console_scripts": []},

@@ -18,7 +18,7 @@ fi
 # torch first and pinned: an unpinned torch requirement may resolve to a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install --quiet "torch==${TORCH_VERSION}"
 if [[ $WITH_TESTS == 1 ]]; then
-  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  "$VENV/bin/python" -m pip install --quiet -e ".[test,curate]"
   # lmms-eval's own requirements pull torch 2.14.1 + CUDA wheels; the adapter test needs only its model API,
   # which imports with these three packages.
   "$VENV/bin/python" -m pip install --quiet --no-deps "lmms-eval==0.7.3"
