@@ -183,6 +183,9 @@ launch_stage() {
     [[ "$STAGE" == 0 ]] || _die "PREV_STAGE_CHECKPOINT is empty; stage $STAGE starts from the previous stage's output"
     VISION_TOWER_ARG="$VISION_TOWER"
   fi
+  # The data recipe is checked once, before any process starts, with every problem listed at once.
+  "$PYTHON" -m llava_medgpt.data.recipes "$DATA_RECIPE" --train-args "$@" >/dev/null \
+    || _die "data recipe $DATA_RECIPE has the problems listed above"
   mkdir -p "$OUTPUT_DIR"
   _tunable_parts
   _topology

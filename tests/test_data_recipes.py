@@ -12,7 +12,7 @@ import pytest
 from llava_medgpt.data.converters import CONVERTERS
 from llava_medgpt.data.recipes import (
     RecipeError, SamplingStrategy, count_records, load_recipe, main, parse_sampling_strategy, report_counts,
-    select_indices, stable_seed,
+    select_indices, stable_seed, validate_recipe,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +124,8 @@ def _write_recipe(tmp_path, entry_overrides=None, top=None):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"expected_count": None}, r"datasets\[0\] \(Toy\): missing fields \['expected_count'\]"),
+    ({"json_path": None}, r"datasets\[0\] \(Toy\): missing 'json_path'"),
+    ({"expected_count": 0}, r"'expected_count' must be a positive integer"),
     ({"sampling_strategy": "middle:5"}, r"datasets\[0\] \(Toy\): bad sampling strategy 'middle:5'"),
     ({"converter": "nope"}, r"datasets\[0\] \(Toy\): unknown converter 'nope'"),
     ({"modality": "video"}, r"'modality' must be one of"),
@@ -132,6 +133,7 @@ def _write_recipe(tmp_path, entry_overrides=None, top=None):
     ({"reasoning": "yes"}, r"'reasoning' must be true or false"),
     ({"json_path": "/x/toy.txt"}, r"'json_path' must end with"),
     ({"extra": 1}, r"unknown fields \['extra'\]"),
+    ({"image_foler": "/x"}, r"unknown fields \['image_foler'\] \(did you mean 'image_foler' -> 'image_folder'\?\)"),
 ])
 def test_invalid_entries_name_file_and_entry(tmp_path, override, message):
     path = _write_recipe(tmp_path, override)
@@ -224,7 +226,7 @@ def test_count_records_jsonl_json_parquet(tmp_path):
 
 
 def test_report_counts_and_cli(tmp_path, capsys):
-    (tmp_path / "toy.jsonl").write_text("\n".join(json.dumps({"id": str(i)}) for i in range(3)) + "\n")
+    (tmp_path / "toy.jsonl").write_text("\n".join(json.dumps(_text_record(i)) for i in range(3)) + "\n")
     import yaml
     data = {"seed": 1, "stage": 2, "datasets": [
         {"name": "Toy", "json_path": "${ROOT}/toy.jsonl", "sampling_strategy": "random:50%", "expected_count": 4,
@@ -237,8 +239,150 @@ def test_report_counts_and_cli(tmp_path, capsys):
     assert [(r.source, r.expected, r.found, r.selected) for r in rows] == [("Toy", 4, 3, 2), ("Gone", 9, None, None)]
     os.environ["ROOT"] = str(tmp_path)
     try:
-        assert main([str(path)]) == 0
+        assert main([str(path)]) == 2  # the missing manifest is a problem
     finally:
         del os.environ["ROOT"]
-    out = capsys.readouterr().out
-    assert "Toy" in out and "-1" in out and "missing" in out and "total" in out
+    captured = capsys.readouterr()
+    assert "Toy" in captured.out and "-1" in captured.out and "missing" in captured.out and "total" in captured.out
+    assert f"datasets[1] (Gone): json_path {tmp_path / 'gone.jsonl'} does not exist" in captured.err
+
+
+# ------------------------------------------------------------------------- a user's own LLaVA data
+
+
+def _text_record(i):
+    return {"id": f"t{i}", "conversations": [{"from": "human", "value": f"Q{i}?"}, {"from": "gpt", "value": "A."}]}
+
+
+def _image_record(i, image):
+    return {"id": f"m{i}", "image": image,
+            "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"}, {"from": "gpt", "value": "A."}]}
+
+
+@pytest.fixture
+def own_data(tmp_path):
+    """Already-converted LLaVA data: a JSONL with images and a JSON list of text records."""
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i, 0, 0)).save(tmp_path / "imgs" / f"{i}.png")
+    (tmp_path / "my_vqa.jsonl").write_text("".join(json.dumps(_image_record(i, f"{i}.png")) + "\n" for i in range(3)))
+    (tmp_path / "notes.json").write_text(json.dumps([_text_record(i) for i in range(5)]))
+    return tmp_path
+
+
+def test_a_llava_onevision_entry_needs_only_paths(own_data):
+    path = own_data / "mine.yaml"
+    path.write_text(f"""datasets:
+  - json_path: {own_data}/my_vqa.jsonl
+    image_folder: {own_data}/imgs
+  - json_path: {own_data}/notes.json
+    sampling_strategy: "first:2"
+""")
+    recipe = load_recipe(path, env={})
+    assert recipe.seed == 42 and recipe.stage == -1
+    vqa, notes = recipe.datasets
+    assert (vqa.name, str(vqa.sampling_strategy), vqa.image_folder, vqa.expected_count, vqa.converter) == (
+        "my_vqa", "all", f"{own_data}/imgs", None, None)
+    assert (notes.name, str(notes.sampling_strategy), notes.image_folder) == ("notes", "first:2", None)
+    assert validate_recipe(path, env={}) == []
+    assert main([str(path)]) == 0
+    # The dataset reads it: 3 image samples + the first 2 notes.
+    from llava_medgpt.data.dataset import MedGptDataset
+    from llava_medgpt.model.tokenizer import build_tiny_tokenizer
+    from llava_medgpt.processing.image_processor import MedGptImageProcessor
+    from llava_medgpt.processing.processor import MedGptProcessor
+
+    processor = MedGptProcessor(MedGptImageProcessor(), build_tiny_tokenizer("gpt_oss"))
+    dataset = MedGptDataset(path, processor, max_length=4096, cache_dir=own_data / "cache", env={})
+    assert [dataset[k]["id"] for k in range(len(dataset))] == ["m0", "m1", "m2", "t0", "t1"]
+    assert dataset[0]["pixel_values"] is not None
+
+
+def test_image_folder_default_comes_from_the_training_argument(own_data):
+    path = own_data / "mine.yaml"
+    path.write_text(f"datasets:\n  - json_path: {own_data}/my_vqa.jsonl\n")
+    problems = validate_recipe(path, env={})
+    assert problems == [f"{path}: datasets[0] (my_vqa): records have images (record 'm0': '0.png') but the entry "
+                        "has no 'image_folder'"]
+    assert validate_recipe(path, env={}, image_folder=str(own_data / "imgs")) == []
+    assert main([str(path), "--train-args", "--image_folder", str(own_data / "imgs"), "--packing", "True"]) == 0
+    assert load_recipe(path, env={}, image_folder="/imgs").datasets[0].image_folder == "/imgs"
+
+
+def test_every_problem_is_listed_at_once(own_data, capsys):
+    path = own_data / "bad.yaml"
+    path.write_text(f"""seed:
+datasets:
+  - json_path: {own_data}/my_vqa.jsonl
+    image_folder: {own_data}/no_such_folder
+  - json_path: {own_data}/notes.json
+    sampling_strategy: "middle:3"
+    image_foler: {own_data}/imgs
+  - name: Gone
+    json_path: ${{NOT_SET_ANYWHERE}}/x.jsonl
+  - json_path: {own_data}/sub/my_vqa.jsonl
+    converter: my_own_converter
+  - sampling_strategy: all
+""")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, env={})
+    problems = info.value.problems
+    assert problems == [
+        f"{path}: datasets[1]: unknown fields ['image_foler'] (did you mean 'image_foler' -> 'image_folder'?)",
+        f"{path}: datasets[1]: bad sampling strategy 'middle:3'; expected all | first:N | end:N | random:N | <kind>:P%",
+        f"{path}: datasets[2] (Gone): 'json_path' uses ${{NOT_SET_ANYWHERE}}, which is not set (export it, or write "
+        "${NOT_SET_ANYWHERE:-default})",
+        f"{path}: datasets[3]: unknown converter 'my_own_converter' (omit 'converter' for data converted elsewhere); "
+        f"known: {sorted(CONVERTERS)}",
+        f"{path}: datasets[4]: missing 'json_path'",
+    ]
+    assert str(info.value).startswith("5 problems:\n  - ")
+    # Fixing the schema problems shows the file problems, all at once too.
+    path.write_text(f"""datasets:
+  - json_path: {own_data}/my_vqa.jsonl
+    image_folder: {own_data}/no_such_folder
+  - json_path: {own_data}/my_vqa.jsonl
+    name: again
+    image_folder: {own_data}
+  - json_path: {own_data}/missing.jsonl
+  - json_path: {own_data}/notes.json
+    image_folder: {own_data}/imgs
+""")
+    (own_data / "notes.json").write_text(json.dumps([{"id": "n0", "conversations": [{"from": "human", "value": "Q"}]}]))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: 4 problem(s) in {path}:",
+        f"  - {path}: datasets[0] (my_vqa): image_folder {own_data}/no_such_folder does not exist",
+        f"  - {path}: datasets[1] (again): record 'm0' names an image that is not in the image folder: "
+        f"{own_data}/0.png",
+        f"  - {path}: datasets[2] (missing): json_path {own_data}/missing.jsonl does not exist",
+        f"  - {path}: datasets[3] (notes): record 1 of {own_data}/notes.json is not a LLaVA record: record 'n0': a "
+        "record needs at least one prompt turn and one 'gpt' turn",
+    ]
+
+
+def test_duplicate_default_names_ask_for_a_name(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("datasets:\n  - json_path: /a/train.jsonl\n  - json_path: /b/train.jsonl\n")
+    with pytest.raises(RecipeError, match=r"datasets\[0\], datasets\[1\] share the name 'train' \(names default to "
+                                          r"the json_path's file name\); give each a distinct 'name'"):
+        load_recipe(path, env={})
+
+
+def test_the_launcher_checks_the_recipe_once_before_torchrun(own_data):
+    """A bad recipe stops the stage script before any process starts: problems printed once, no output folder."""
+    bad = own_data / "bad.yaml"
+    bad.write_text(f"datasets:\n  - json_path: {own_data}/missing.jsonl\n  - json_path: {own_data}/my_vqa.jsonl\n")
+    env = {**os.environ, "NUM_GPUS": "0", "NPROC_PER_NODE": "1", "DATA_RECIPE": str(bad),
+           "MODEL_NAME_OR_PATH": str(own_data / "no_model"), "VISION_TOWER": str(own_data / "no_tower"),
+           "OUTPUT_ROOT": str(own_data / "out"), "PYTHON": sys.executable}
+    run = subprocess.run(["bash", str(REPO / "scripts/stage0_pretrain.sh")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.count("does not exist") == 1 and run.stderr.count("has no 'image_folder'") == 1
+    assert f"[stage0] error: data recipe {bad} has the problems listed above" in run.stderr
+    assert "torch.distributed" not in run.stderr and "llava_medgpt.train" not in run.stderr
+    assert not (own_data / "out").exists()

@@ -83,8 +83,10 @@ class MedGptDataset(Dataset):
         cache_dir: str | os.PathLike | None = None,
         image_tokens_estimate: int | None = None,
         env: dict[str, str] | None = None,
+        image_folder: str | None = None,
     ):
-        self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, env=env)
+        # image_folder: for the entries of a recipe file that give none (LLaVA's --image_folder).
+        self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, env=env, image_folder=image_folder)
         self.processor = processor
         self.max_length = max_length
         # Default: derived from the processor's vision geometry (image_tokens_estimate_of).

@@ -199,6 +199,24 @@ def manifest_format(path: str | os.PathLike) -> ManifestFormat:
     return MANIFEST_FORMATS[suffix]
 
 
+def head_records(manifest: str | os.PathLike, n: int) -> list[Any]:
+    """The first `n` records of a manifest, parsed (None for a record that is not valid JSON), without reading
+    the rest of the file (for validating a recipe before training starts)."""
+    path = Path(manifest)
+    fmt = manifest_format(path)
+    if fmt.offsets_are_rows:
+        import pyarrow.parquet as pq
+
+        batch = next(pq.ParquetFile(path).iter_batches(batch_size=max(n, 1)), None)
+        return [] if batch is None else [_drop_nulls(r) for r in batch.to_pylist()[:n]]
+    records = []
+    for item in fmt.scan(path, path.parent):
+        if isinstance(item, int) or len(records) == n:
+            break
+        records.append(item[1])
+    return records
+
+
 # ------------------------------------------------------------------------------------------------- building
 
 
@@ -365,6 +383,7 @@ class RecordIndex:
 
 
 __all__ = [
+    "head_records",
     "MANIFEST_FORMATS",
     "MalformedRecordError",
     "ManifestFormatError",

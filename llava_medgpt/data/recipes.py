@@ -1,28 +1,43 @@
 """Data recipes: which manifests a training stage reads, how much of each, and what Table 1 expects.
 
-A recipe is a YAML file in LLaVA-OneVision's form (see data_recipes/*.yaml):
+A recipe is a YAML file in LLaVA-OneVision's form. The smallest one, for your own already-converted LLaVA
+JSON / JSONL data, needs only paths (as in LLaVA-NeXT's `--data_path x.yaml`):
 
-    seed: 42
+    datasets:
+      - json_path: /data/my_vqa.jsonl      # .jsonl, .json (a list) or .parquet of LLaVA records
+        image_folder: /data/my_images      # needed when the records have images
+      - json_path: /data/my_notes.json
+        sampling_strategy: "first:1000"    # default "all" | "first:N" | "end:N" | "random:N" | "<kind>:P%"
+
+The project's own recipes (data_recipes/*.yaml) add the Table 1 bookkeeping:
+
+    seed: 42                               # default 42: random: selections (LLaVA's YAML has no seed)
     stage: 2
     datasets:
-      - name: PMC-VQA                      # Table 1 name
+      - name: PMC-VQA                      # default: the json_path's file name without suffix
         json_path: ${DATA_ROOT}/stage2/pmc_vqa.jsonl
         image_folder: ${DATA_ROOT}/images/pmc_vqa
-        sampling_strategy: "all"           # "all" | "first:N" | "end:N" | "random:N" | "random:10%"
-        expected_count: 188229             # Table 1
-        modality: image                    # text | image
+        sampling_strategy: "all"
+        expected_count: 188229             # Table 1; counts are compared with it when given
+        modality: image                    # text | image; image requires an image_folder
         reasoning: false
         source: xmcmic/PMC-VQA             # hub id, or ${VAR} placeholder for credentialed data
-        converter: pmc_vqa                 # key in llava_medgpt.data.converters.CONVERTERS
+        converter: pmc_vqa                 # key in llava_medgpt.data.converters.CONVERTERS, when converted here
 
 `${VAR}` and `${VAR:-default}` are expanded from the environment (or the `env` mapping given to
 `load_recipe`). `random:` selections are a pure function of (recipe seed, source name, n_available), so
 every rank computes the same indices without communicating and without touching a global RNG.
 
-Run as: python -m llava_medgpt.data.recipes data_recipes/stage2_sft.yaml
+Every problem of a recipe is reported at once: `load_recipe` raises one RecipeError listing all schema problems,
+and `validate_recipe` adds what only the files can tell (missing manifests and image folders, records that are not
+LLaVA records, images the first records name but the image folder lacks). The launch scripts run it before any
+training process starts:
+
+Run as: python -m llava_medgpt.data.recipes my_recipe.yaml [--image-folder DIR]
 """
 
 import argparse
+import difflib
 import hashlib
 import json
 import math
@@ -38,14 +53,25 @@ import yaml
 MODALITIES = ("text", "image")
 SAMPLING_KINDS = ("all", "first", "end", "random")
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".parquet")
+DEFAULT_SEED = 42  # the paper recipes' seed
+DEFAULT_SAMPLING_STRATEGY = "all"  # LLaVA-OneVision's default
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_REQUIRED_FIELDS = ("name", "json_path", "sampling_strategy", "expected_count", "modality", "reasoning",
-                    "source", "converter")
-_OPTIONAL_FIELDS = ("image_folder",)
+_ENTRY_FIELDS = ("name", "json_path", "image_folder", "sampling_strategy", "expected_count", "modality",
+                 "reasoning", "source", "converter")
+_TOP_LEVEL_FIELDS = ("seed", "stage", "datasets")
+RECORDS_CHECKED = 20  # first records of each manifest that validate_recipe reads
 
 
 class RecipeError(ValueError):
-    """A malformed recipe; the message names the file and the entry."""
+    """A malformed recipe. `problems` lists every problem found, each naming the file and the entry."""
+
+    def __init__(self, problems: str | Sequence[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -76,14 +102,16 @@ class SamplingStrategy:
 
 @dataclass(frozen=True)
 class RecipeSource:
+    """One `datasets:` entry. Only json_path is required; the Table 1 fields are None when not given."""
+
     name: str
     json_path: str
-    sampling_strategy: SamplingStrategy
-    expected_count: int
-    modality: str
-    reasoning: bool
-    source: str
-    converter: str
+    sampling_strategy: SamplingStrategy = SamplingStrategy("all")
+    expected_count: int | None = None
+    modality: str | None = None
+    reasoning: bool | None = None
+    source: str | None = None
+    converter: str | None = None
     image_folder: str | None = None
 
 
@@ -166,103 +194,198 @@ def expand_vars(text: str, env: Mapping[str, str], strict: bool = True) -> str:
     return _VAR_RE.sub(substitute, text)
 
 
-def load_recipe(path: str | os.PathLike, env: Mapping[str, str] | None = None, strict: bool = True) -> Recipe:
-    """Read and validate a recipe YAML. `env` defaults to os.environ.
+def load_recipe(path: str | os.PathLike, env: Mapping[str, str] | None = None, strict: bool = True,
+                image_folder: str | None = None) -> Recipe:
+    """Read and check a recipe YAML; RecipeError lists every problem of the file at once. `env` defaults to
+    os.environ.
 
+    image_folder: the folder of entries that give none (LLaVA's `--image_folder`).
     With strict=False, unset variables are left in the paths as `${VAR}` (those manifests then count as
-    missing in `report_counts`) instead of raising.
+    missing in `report_counts`) instead of being problems.
     """
-    path = str(path)
-    env = os.environ if env is None else env
+    recipe, problems = _parse(str(path), os.environ if env is None else env, strict, image_folder)
+    if problems:
+        raise RecipeError(problems)
+    return recipe
+
+
+def _parse(path: str, env: Mapping[str, str], strict: bool,
+           image_folder: str | None) -> tuple[Recipe | None, list[str]]:
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as e:
-        raise RecipeError(f"{path}: cannot read recipe: {e}") from e
+        return None, [f"{path}: cannot read recipe: {e}"]
+    if isinstance(raw, list):  # a bare list of entries
+        raw = {"datasets": raw}
     if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping with 'seed' and 'datasets'")
-    unknown = set(raw) - {"seed", "stage", "datasets"}
+        return None, [f"{path}: a recipe is a mapping with a 'datasets' list"]
+    problems = []
+    unknown = sorted(set(raw) - set(_TOP_LEVEL_FIELDS))
     if unknown:
-        raise RecipeError(f"{path}: unknown top-level keys {sorted(unknown)}")
-    seed, stage = raw.get("seed"), raw.get("stage", -1)
+        problems.append(f"{path}: unknown top-level keys {unknown}{_suggest(unknown, _TOP_LEVEL_FIELDS)}")
+    # An empty value (`seed:`) means the default, as an absent key does.
+    seed = DEFAULT_SEED if raw.get("seed") is None else raw["seed"]
+    stage = -1 if raw.get("stage") is None else raw["stage"]
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise RecipeError(f"{path}: 'seed' must be an integer, got {seed!r}")
+        problems.append(f"{path}: 'seed' must be an integer, got {seed!r}")
     if not isinstance(stage, int) or isinstance(stage, bool):
-        raise RecipeError(f"{path}: 'stage' must be an integer, got {stage!r}")
+        problems.append(f"{path}: 'stage' must be an integer, got {stage!r}")
     entries = raw.get("datasets")
     if not isinstance(entries, list) or not entries:
-        raise RecipeError(f"{path}: 'datasets' must be a non-empty list")
+        problems.append(f"{path}: 'datasets' must be a non-empty list of entries with at least a json_path")
+        return None, problems
 
     datasets = []
     for i, entry in enumerate(entries):
-        datasets.append(_parse_entry(path, i, entry, env, strict))
-    names = [d.name for d in datasets]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise RecipeError(f"{path}: duplicate dataset names {duplicates}")
-    return Recipe(path=path, seed=seed, stage=stage, datasets=tuple(datasets))
+        source, entry_problems = _parse_entry(path, i, entry, env, strict, image_folder)
+        problems += entry_problems
+        if source is not None:
+            datasets.append((i, source))
+    by_name: dict[str, list[int]] = {}
+    for i, source in datasets:
+        by_name.setdefault(source.name, []).append(i)
+    for name, positions in by_name.items():
+        if len(positions) > 1:
+            where = ", ".join(f"datasets[{i}]" for i in positions)
+            problems.append(f"{path}: {where} share the name {name!r} (names default to the json_path's file "
+                            "name); give each a distinct 'name'")
+    if problems:
+        return None, problems
+    return Recipe(path=path, seed=seed, stage=stage, datasets=tuple(s for _, s in datasets)), []
 
 
-def _parse_entry(path: str, i: int, entry: Any, env: Mapping[str, str], strict: bool) -> RecipeSource:
+def _suggest(unknown: Sequence[str], known: Sequence[str]) -> str:
+    hints = [f"{u!r} -> {m[0]!r}" for u in unknown for m in [difflib.get_close_matches(u, known, n=1)] if m]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
+def _parse_entry(path: str, i: int, entry: Any, env: Mapping[str, str], strict: bool,
+                 default_image_folder: str | None) -> tuple[RecipeSource | None, list[str]]:
     where = f"{path}: datasets[{i}]"
     if not isinstance(entry, dict):
-        raise RecipeError(f"{where}: each dataset must be a mapping")
+        return None, [f"{where}: each dataset must be a mapping with at least a json_path, got {entry!r}"]
     if isinstance(entry.get("name"), str):
         where += f" ({entry['name']})"
-    missing = [k for k in _REQUIRED_FIELDS if k not in entry]
-    if missing:
-        raise RecipeError(f"{where}: missing fields {missing}")
-    unknown = set(entry) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS)
+    problems: list[str] = []
+    unknown = sorted(set(entry) - set(_ENTRY_FIELDS))
     if unknown:
-        raise RecipeError(f"{where}: unknown fields {sorted(unknown)}")
+        problems.append(f"{where}: unknown fields {unknown}{_suggest(unknown, _ENTRY_FIELDS)}")
 
-    def string(key: str, optional: bool = False) -> str | None:
+    def string(key: str, required: bool = False) -> str | None:
         value = entry.get(key)
-        if value is None and optional:
+        if value is None:
+            if required:
+                problems.append(f"{where}: missing '{key}'")
             return None
         if not isinstance(value, str) or not value.strip():
-            raise RecipeError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
+            problems.append(f"{where}: '{key}' must be a non-empty string, got {value!r}")
+            return None
         try:
             return expand_vars(value, env, strict)
         except KeyError as e:
-            raise RecipeError(f"{where}: '{key}' uses ${{{e.args[0]}}}, which is not set "
-                              f"(export it, or write ${{{e.args[0]}:-default}})") from None
+            problems.append(f"{where}: '{key}' uses ${{{e.args[0]}}}, which is not set "
+                            f"(export it, or write ${{{e.args[0]}:-default}})")
+            return None
 
+    json_path = string("json_path", required=True)
+    if json_path is not None and not json_path.endswith(MANIFEST_SUFFIXES):
+        problems.append(f"{where}: 'json_path' must end with one of {MANIFEST_SUFFIXES}, got {json_path!r}")
+    name = entry.get("name")
+    if name is None and json_path is not None:
+        name = os.path.splitext(os.path.basename(json_path))[0]
+    elif name is not None and (not isinstance(name, str) or not name.strip()):
+        problems.append(f"{where}: 'name' must be a non-empty string, got {name!r}")
+    strategy = None
     try:
-        strategy = parse_sampling_strategy(entry["sampling_strategy"])
+        strategy = parse_sampling_strategy(entry.get("sampling_strategy") or DEFAULT_SAMPLING_STRATEGY)
     except ValueError as e:
-        raise RecipeError(f"{where}: {e}") from None
-    expected = entry["expected_count"]
-    if not isinstance(expected, int) or isinstance(expected, bool) or expected <= 0:
-        raise RecipeError(f"{where}: 'expected_count' must be a positive integer, got {expected!r}")
-    modality = entry["modality"]
-    if modality not in MODALITIES:
-        raise RecipeError(f"{where}: 'modality' must be one of {MODALITIES}, got {modality!r}")
-    if not isinstance(entry["reasoning"], bool):
-        raise RecipeError(f"{where}: 'reasoning' must be true or false, got {entry['reasoning']!r}")
-    json_path = string("json_path")
-    if not json_path.endswith(MANIFEST_SUFFIXES):
-        raise RecipeError(f"{where}: 'json_path' must end with one of {MANIFEST_SUFFIXES}, got {json_path!r}")
-    image_folder = string("image_folder", optional=True)
+        problems.append(f"{where}: {e}")
+    expected = entry.get("expected_count")
+    if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected <= 0):
+        problems.append(f"{where}: 'expected_count' must be a positive integer, got {expected!r}")
+    modality = entry.get("modality")
+    if modality is not None and modality not in MODALITIES:
+        problems.append(f"{where}: 'modality' must be one of {MODALITIES}, got {modality!r}")
+    reasoning = entry.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, bool):
+        problems.append(f"{where}: 'reasoning' must be true or false, got {reasoning!r}")
+    image_folder = string("image_folder") or default_image_folder
     if modality == "image" and image_folder is None:
-        raise RecipeError(f"{where}: image datasets need an 'image_folder'")
-
-    from .converters import CONVERTERS  # late import: converters are not needed to read a recipe's paths
-
+        problems.append(f"{where}: image datasets need an 'image_folder'")
+    source = string("source")
     converter = string("converter")
-    if converter not in CONVERTERS:
-        raise RecipeError(f"{where}: unknown converter {converter!r}; known: {sorted(CONVERTERS)}")
-    return RecipeSource(
-        name=entry["name"].strip(),
-        json_path=json_path,
-        sampling_strategy=strategy,
-        expected_count=expected,
-        modality=modality,
-        reasoning=entry["reasoning"],
-        source=string("source"),
-        converter=converter,
-        image_folder=image_folder,
-    )
+    if converter is not None:
+        from .converters import CONVERTERS  # late import: converters are not needed to read a recipe's paths
+
+        if converter not in CONVERTERS:
+            problems.append(f"{where}: unknown converter {converter!r} (omit 'converter' for data converted "
+                            f"elsewhere); known: {sorted(CONVERTERS)}")
+    if problems or json_path is None:
+        return None, problems
+    return RecipeSource(name=name.strip(), json_path=json_path, sampling_strategy=strategy,
+                        expected_count=expected, modality=modality, reasoning=reasoning, source=source,
+                        converter=converter, image_folder=image_folder), []
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def check_manifests(recipe: Recipe, records_checked: int = RECORDS_CHECKED) -> list[str]:
+    """What only the files can tell, for every entry: the manifest and image folder exist, the first records are
+    LLaVA records, and the images they name are in the image folder."""
+    from .index import head_records
+    from .records import RecordError, record_images, validate_record
+
+    problems = []
+    for i, entry in enumerate(recipe.datasets):
+        where = f"{recipe.path}: datasets[{i}] ({entry.name})"
+        if "${" in entry.json_path:
+            problems.append(f"{where}: json_path {entry.json_path} has an unset variable")
+            continue
+        if not os.path.isfile(entry.json_path):
+            problems.append(f"{where}: json_path {os.path.abspath(entry.json_path)} does not exist")
+            continue
+        folder = entry.image_folder
+        if folder is not None and "${" not in folder and not os.path.isdir(folder):
+            problems.append(f"{where}: image_folder {os.path.abspath(folder)} does not exist")
+            folder = None
+        try:
+            head = head_records(entry.json_path, records_checked)
+        except (OSError, ValueError) as e:
+            problems.append(f"{where}: cannot read {entry.json_path}: {e}")
+            continue
+        if not head:
+            problems.append(f"{where}: {entry.json_path} holds no records")
+        for n, record in enumerate(head, 1):
+            try:
+                if record is None:
+                    raise RecordError(None, "not valid JSON")
+                validate_record(record)
+            except RecordError as e:
+                problems.append(f"{where}: record {n} of {entry.json_path} is not a LLaVA record: {e}")
+                break
+            images = record_images(record)
+            if images and entry.image_folder is None:
+                problems.append(f"{where}: records have images (record {record['id']!r}: {images[0]!r}) but the "
+                                "entry has no 'image_folder'")
+                break
+            missing = [p for p in images if folder is not None and not os.path.isfile(os.path.join(folder, p))]
+            if missing:
+                problems.append(f"{where}: record {record['id']!r} names an image that is not in the image folder: "
+                                f"{os.path.abspath(os.path.join(folder, missing[0]))}")
+                break
+    return problems
+
+
+def validate_recipe(path: str | os.PathLike, env: Mapping[str, str] | None = None, strict: bool = True,
+                    image_folder: str | None = None, check_files: bool = True) -> list[str]:
+    """Every problem of a recipe, schema and (with check_files) files, as messages naming file and entry.
+    An empty list means the recipe can be trained on."""
+    recipe, problems = _parse(str(path), os.environ if env is None else env, strict, image_folder)
+    if recipe is not None and check_files:
+        problems += check_manifests(recipe)
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------- counting
@@ -294,7 +417,7 @@ def count_records(path: str | os.PathLike) -> int:
 @dataclass(frozen=True)
 class CountRow:
     source: str
-    expected: int
+    expected: int | None  # None: the recipe gives no expected_count
     found: int | None  # None: manifest missing
     selected: int | None
 
@@ -321,9 +444,14 @@ def format_report(recipe: Recipe, rows: Sequence[CountRow]) -> str:
         return "-" if n is None else f"{n:,}"
 
     for r in rows:
-        status = "missing" if r.found is None else ("ok" if r.found == r.expected else f"{r.found - r.expected:+,}")
+        if r.found is None:
+            status = "missing"
+        elif r.expected is None:
+            status = "found"
+        else:
+            status = "ok" if r.found == r.expected else f"{r.found - r.expected:+,}"
         lines.append(f"{r.source:<{width}}  {num(r.expected):>11}  {num(r.found):>11}  {num(r.selected):>11}  {status}")
-    total_expected = sum(r.expected for r in rows)
+    total_expected = sum(r.expected or 0 for r in rows)
     total_found = sum(r.found or 0 for r in rows)
     total_selected = sum(r.selected or 0 for r in rows)
     lines.append(f"{'total':<{width}}  {total_expected:>11,}  {total_found:>11,}  {total_selected:>11,}")
@@ -331,17 +459,36 @@ def format_report(recipe: Recipe, rows: Sequence[CountRow]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compare a recipe's Table-1 counts with the manifests on disk.")
+    parser = argparse.ArgumentParser(
+        prog="python -m llava_medgpt.data.recipes",
+        description="Check a data recipe (every problem at once) and compare its counts with the manifests. "
+                    "Exit status 2 when there is any problem.")
     parser.add_argument("recipe", help="path to a data recipe YAML")
+    parser.add_argument("--image-folder", help="image folder of entries that give none (LLaVA's --image_folder)")
     parser.add_argument("--allow-unset", action="store_true",
                         help="leave unset ${VARS} in paths (those sources are reported missing) instead of failing")
+    parser.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
+                        help="the training command's arguments: its --data_path / --image_folder, if any, win "
+                             "(used by the launch scripts)")
     args = parser.parse_args(argv)
-    try:
-        recipe = load_recipe(args.recipe, strict=not args.allow_unset)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
+    recipe_path, image_folder = args.recipe, args.image_folder
+    if args.train_args:
+        train = argparse.ArgumentParser(add_help=False)
+        train.add_argument("--data_path")
+        train.add_argument("--image_folder")
+        known, _ = train.parse_known_args(args.train_args)
+        recipe_path, image_folder = known.data_path or recipe_path, known.image_folder or image_folder
+    env = os.environ
+    recipe, problems = _parse(recipe_path, env, not args.allow_unset, image_folder)
+    if recipe is not None:
+        problems += [p for p in check_manifests(recipe)
+                     if not (args.allow_unset and "has an unset variable" in p)]
+        print(format_report(recipe, report_counts(recipe)))
+    if problems:
+        print(f"error: {len(problems)} problem(s) in {recipe_path}:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
         return 2
-    print(format_report(recipe, report_counts(recipe)))
     return 0
 
 

@@ -61,7 +61,8 @@ class DataArguments:
     data_path: str = field(metadata={"help": "A data recipe YAML (data_recipes/*.yaml)."})
     image_folder: str | None = field(
         default=None,
-        metadata={"help": "Exported as IMAGE_FOLDER while the recipe is read, for recipes that write ${IMAGE_FOLDER}."},
+        metadata={"help": "Image folder of recipe entries that give none (as LLaVA's --image_folder); also "
+                          "exported as IMAGE_FOLDER while the recipe is read, for recipes that write ${IMAGE_FOLDER}."},
     )
     packing: bool = field(
         default=False, metadata={"help": "Pack several samples per row (position ids restart per sample)."}
