@@ -7,22 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from llava_medgpt.data.convert import ConvertError, convert_rows, convert_source, main as convert_main, read_rows
+from llava_medgpt.data.convert import (
+    ConvertError,
+    convert_rows,
+    convert_source,
+    main as convert_main,
+    read_rows,
+    source_rows,
+)
 from llava_medgpt.data.converters import CONVERTERS
 from llava_medgpt.data.converters.common import split_think
-from llava_medgpt.data.converters.mcq import MCQ_INSTRUCTION, format_mcq_prompt, mcq_question_stem
+from llava_medgpt.benchmarks import ANSWER_WITH_LETTER_AND_TEXT
+from llava_medgpt.data.converters.mcq import format_mcq_prompt, mcq_question_stem
 from llava_medgpt.data.converters.report import parse_report_sections, read_mimic_cxr_studies
 from llava_medgpt.data.records import Record, RecordError, validate_record
 
 FIX = Path(__file__).parent / "fixtures" / "sources"
-MCQ = MCQ_INSTRUCTION
+MCQ = ANSWER_WITH_LETTER_AND_TEXT
 
 
 def convert_file(name, path):
     converter = CONVERTERS[name]
-    rows = read_mimic_cxr_studies(path) if converter.reader == "mimic_cxr" else read_rows(path)
     records, skipped = [], []
-    for row_number, out, reason, _ in convert_rows(converter, rows):
+    for row_number, out, reason, _ in convert_rows(converter, source_rows(converter, path)):
         records += out
         if reason is not None:
             skipped.append((row_number, reason))
@@ -68,9 +75,9 @@ CASES = {
     "pubmedqa": ("pubmedqa_ori_pqal.json", {
         "id": "pubmedqa-21645374",
         "conversations": conv(
-            ("human", "Context: Programmed cell death (PCD) is the regulated death of cells within an organism.\n"
-                      "The following paper elucidates the role of mitochondrial dynamics during developmentally "
-                      "regulated PCD.\nQuestion: Do mitochondria play a role in remodelling lace plant leaves during "
+            ("human", "Context: BACKGROUND: Programmed cell death (PCD) is the regulated death of cells within an "
+                      "organism.\nRESULTS: The following paper elucidates the role of mitochondrial dynamics during "
+                      "developmentally regulated PCD.\nQuestion: Do mitochondria play a role in remodelling lace plant leaves during "
                       "programmed cell death?\nA. yes\nB. no\nC. maybe\n" + MCQ),
             ("gpt", "A. yes"))}, []),
     "medexpqa": ("medexpqa_train.en.casimedicos.rag.jsonl", {
@@ -255,15 +262,15 @@ def test_report_sections():
 def test_bad_rows_are_counted_with_row_and_reason(tmp_path, capsys):
     out = tmp_path / "medmcqa.jsonl"
     report = convert_source("medmcqa", FIX / "medmcqa_train.jsonl", out)
-    assert (report.rows_read, report.records_written) == (3, 1)
+    assert (report.rows_read, report.records_written) == (4, 2)
     assert report.skipped[0] == (2, "cop -1 is not 0-3")
     assert report.skipped[1][0] == 3 and report.skipped[1][1].startswith("invalid JSON")
-    assert len(out.read_text().splitlines()) == 1
+    assert len(out.read_text().splitlines()) == 2
     log = (tmp_path / "medmcqa.jsonl.skipped.tsv").read_text().splitlines()
     assert log[0] == "row\treason\tdetail" and log[1] == "2\tcop -1 is not 0-3\t" and log[2].startswith("3\tinvalid JSON")
     assert convert_main(["medmcqa", "--input", str(FIX / "medmcqa_train.jsonl"), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "3 rows read, 1 records written, 2 rows skipped" in printed
+    assert "4 rows read, 2 records written, 2 rows skipped" in printed
     assert "cop -1 is not 0-3  (rows 2)" in printed
 
 
@@ -389,7 +396,7 @@ def test_output_is_replaced_atomically_and_kept_on_failure(tmp_path):
     out.write_text("previous run\n")
     convert_source("medmcqa", FIX / "medmcqa_train.jsonl", out)
     first = out.read_text()
-    assert first != "previous run\n" and len(first.splitlines()) == 1
+    assert first != "previous run\n" and len(first.splitlines()) == 2
     with pytest.raises(ConvertError):
         convert_source("medmcqa", FIX / "pmc_oa.jsonl", out)  # wrong source: nothing converts
     assert out.read_text() == first  # the last good manifest is untouched

@@ -16,7 +16,7 @@ from PIL import Image
 
 from llava_medgpt.data.convert import convert_rows, convert_source, read_rows
 from llava_medgpt.data.converters import CONVERTERS
-from llava_medgpt.data.converters.mcq import MCQ_INSTRUCTION
+from llava_medgpt.benchmarks import ANSWER_WITH_LETTER_AND_TEXT
 
 FIX = Path(__file__).parent / "fixtures" / "sources"
 DESCRIBE = "<image>\nDescribe the medical image."
@@ -86,7 +86,7 @@ CASES = {
     "openmm_medical": ("OpenMMMedical.tsv", [
         {"id": "openmm_medical-17", "image": "Images/ACRIMA/Im002_ACRIMA.png",
          "conversations": conv(("human", "<image>\nWhat is the modality of this image?\nA. CT\nB. MRI\nC. X-ray\n"
-                                + MCQ_INSTRUCTION), ("gpt", "A. CT"))}],
+                                + ANSWER_WITH_LETTER_AND_TEXT), ("gpt", "A. CT"))}],
         [(2, "answer matches no single option"), (3, "options are not lettered A, B, ... in order")]),
     "gmai_reasoning10k": ("gmai_reasoning10k.jsonl", [
         {"id": "gmai_reasoning10k-0", "image": "images/2d/cls/dermoscopy/ISIC_0024306.jpg",

@@ -17,7 +17,7 @@ from llava_medgpt.model.tiny import create_tiny_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 MIMIC = FIXTURES / "mimic-cxr-jpg"
-ITEMS = {"medxpertqa_mm": 3, "medxpertqa_text": 3, "slake": 3, "medframeqa": 3, "mmmu_med": 5, "mmmu_pro_med_4": 2,
+ITEMS = {"medxpertqa_mm": 3, "medxpertqa_text": 3, "slake": 5, "medframeqa": 3, "mmmu_med": 5, "mmmu_pro_med_4": 2,
          "mmmu_pro_med_10": 2, "medqa": 3, "medmcqa": 3, "pubmedqa": 3, "mmlu_med": 7, "medbullets": 3,
          "mimic_cxr_findings": 2, "impression_0shot": 3, "impression_1shot": 3, "patient_trial_0shot": 6,
          "patient_trial_1shot": 6, "omnimedvqa": 4}
@@ -101,11 +101,11 @@ def test_two_runs_are_byte_identical_and_a_crashed_run_resumes(tiny, tmp_path, m
         assert (tmp_path / "a/predictions" / name).read_bytes() == (tmp_path / "b/predictions" / name).read_bytes()
     assert (tmp_path / "a/results.json").read_bytes() == (tmp_path / "b/results.json").read_bytes()
 
-    # Crash after 3 batches (mid-task), leaving a half-written line as a kill during a write would.
+    # Crash after 4 batches (mid-task), leaving a half-written line as a kill during a write would.
     real, calls = generation.generate_batch, []
 
     def crashing(*args, **kwargs):
-        if len(calls) == 3:
+        if len(calls) == 4:
             raise KeyboardInterrupt("killed")
         calls.append(1)
         return real(*args, **kwargs)
@@ -114,7 +114,7 @@ def test_two_runs_are_byte_identical_and_a_crashed_run_resumes(tiny, tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         run(tiny, tmp_path / "c", SUBSET, batch_size=2)
     partial = tmp_path / "c/predictions/medqa.jsonl"
-    assert len(_lines(partial)) == 2  # slake took 2 batches, medqa 1 of its 2 (2 items)
+    assert len(_lines(partial)) == 2  # slake took 3 batches (5 items), medqa 1 of its 2 (2 items)
     assert not (tmp_path / "c/predictions/pubmedqa.jsonl").exists()
     with partial.open("a") as f:
         f.write('{"id": "2", "outp')

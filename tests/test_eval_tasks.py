@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from llava_medgpt.benchmarks import ANSWER_WITH_LETTER
 from llava_medgpt.eval.prompts import (
-    MCQ_INSTRUCTION,
     OPEN_INSTRUCTION,
     build_images,
     build_messages,
@@ -26,13 +26,13 @@ MIMIC = FIXTURES / "mimic-cxr-jpg"
 EXPECTED = {
     "medxpertqa_mm": (3, {"gold answer 'Z' is not one of the options ['A', 'B']": 1}, [1, 2, 1]),
     "medxpertqa_text": (3, {}, [0, 0, 0]),
-    "slake": (3, {}, [1, 1, 1]),
+    "slake": (5, {}, [1] * 5),  # paper setting: closed questions of both languages
     "medframeqa": (3, {}, [2, 3, 4]),
     "mmmu_med": (5, {}, [1] * 5),
     "mmmu_pro_med_4": (2, {}, [1, 1]),
     "mmmu_pro_med_10": (2, {}, [1, 1]),
     "medqa": (3, {}, [0] * 3),
-    "medmcqa": (3, {"cop 7 out of range for base 1": 1}, [0] * 3),
+    "medmcqa": (3, {"cop 7 is not 1-4": 1}, [0] * 3),
     "pubmedqa": (3, {}, [0] * 3),
     "mmlu_med": (7, {}, [0] * 7),
     "medbullets": (3, {}, [0] * 3),
@@ -68,7 +68,7 @@ def test_fixture_loads_renders_and_scores(name):
         assert markers == len(chat_images)
         assert all(image.mode == "RGB" for image in chat_images)
         if item.kind == "mcq":
-            assert MCQ_INSTRUCTION in messages[-1]["content"]
+            assert ANSWER_WITH_LETTER in messages[-1]["content"]
             for letter, text in item.options.items():
                 assert f"{letter}. {text}" in messages[-1]["content"]
     # Oracle outputs score 100 %, outputs that name no option score 0 %.
@@ -96,12 +96,17 @@ def test_medxpertqa_conversion():
 
 def test_slake_closed_yes_no_is_mcq_and_the_rest_open():
     items = {item.id: item for item in load("slake").items}
-    assert sorted(items) == ["1", "2", "3"]  # the Chinese question is filtered out
+    assert sorted(items) == ["1", "3", "4", "6", "7"]  # paper: closed questions, English and Chinese
     assert items["1"].kind == "mcq" and items["1"].options == {"A": "Yes", "B": "No"} and items["1"].answer == "B"
-    assert items["2"].kind == "open" and items["2"].answer == "Lung"
     assert items["3"].kind == "open" and items["3"].answer == "Liver"  # closed but not yes/no
-    content = build_messages(items["2"], load_config("slake"))[-1]["content"]
+    assert items["4"].options == {"A": "是", "B": "否"} and items["4"].answer == "B"
+    assert items["6"].answer == "A" and items["7"].answer == "A"
+    english = {item.id: item for item in load_task("slake", FIXTURES, setting="english").items}
+    assert sorted(english) == ["1", "2", "3", "7"]
+    assert english["2"].kind == "open" and english["2"].answer == "Lung"
+    content = build_messages(english["2"], load_config("slake"))[-1]["content"]
     assert content == "<image>\nWhich organ is abnormal?\n\n" + OPEN_INSTRUCTION
+    assert len(load_task("slake", FIXTURES, setting="release").items) == 7
 
 
 def test_text_benchmarks_map_answers_to_letters():
@@ -113,7 +118,7 @@ def test_text_benchmarks_map_answers_to_letters():
     assert pubmedqa[0].context == "BACKGROUND: Background 0.\nRESULTS: Results 0."
     mmlu = load("mmlu_med").items
     assert [i.answer for i in mmlu] == list("ABCDABC")
-    assert [i.answer for i in load("medbullets").items] == ["B", "C", "D"]
+    assert [i.answer for i in load("medbullets").items] == ["B", "C", "D"]  # the repeated question once
     assert [i.answer for i in load("medqa").items] == ["A", "B", "C"]
 
 
@@ -180,7 +185,8 @@ def test_patient_trial_labels_options_and_rendering():
 
 def test_iter_eval_items_for_decontamination():
     items = list(iter_eval_items(["slake", "medqa", "mimic_cxr_findings"], FIXTURES))
-    assert [(i.task, i.id) for i in items] == [("slake", "1"), ("slake", "2"), ("slake", "3"),
+    # Each task's widest setting: every SLAKE test question, open and closed, both languages.
+    assert [(i.task, i.id) for i in items] == [*[("slake", str(q)) for q in range(1, 8)],
                                                ("medqa", "0"), ("medqa", "1"), ("medqa", "2"),
                                                ("mimic_cxr_findings", "50000002"), ("mimic_cxr_findings", "50000003")]
     assert items[0].question == "Is the lung healthy?" and items[0].image_paths == ["xmlab1/source.jpg"]

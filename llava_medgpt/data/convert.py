@@ -103,10 +103,23 @@ class _BadRow:
         self.reason = reason
 
 
+def _is_json_lines(path: str) -> bool:
+    """A .json file holding one JSON object per line (MedMCQA's official train/dev/test.json), not one document."""
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+        if not first.lstrip().startswith("{"):
+            return False
+        try:
+            json.loads(first)
+        except json.JSONDecodeError:
+            return False  # a pretty-printed object spans lines
+        return bool(f.readline().strip())
+
+
 def read_rows(path: str | os.PathLike) -> Iterator[Any]:
     """Raw rows (dicts) of a table file; unparsable lines come through as _BadRow so they are counted."""
     path = str(path)
-    if path.endswith(".jsonl"):
+    if path.endswith(".jsonl") or (path.endswith(".json") and _is_json_lines(path)):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 if not line.strip():
@@ -317,6 +330,18 @@ def _recording_columns(rows: Iterator[Any], report: ConvertReport) -> Iterator[A
         yield row
 
 
+def source_rows(converter: Converter, input_path: str | os.PathLike,
+                reports_root: str | os.PathLike | None = None) -> Iterator[Any]:
+    """The raw rows a converter reads from its input, with the converter's file-level facts merged in."""
+    if converter.reader == "mimic_cxr":
+        return read_mimic_cxr_studies(input_path, reports_root)
+    rows = read_rows(input_path)
+    if converter.file_facts is None:
+        return rows
+    facts = converter.file_facts(str(input_path), read_rows(input_path))  # a first pass over the same file
+    return ({**row, **facts} if isinstance(row, dict) else row for row in rows)
+
+
 def convert_source(name: str, input_path: str | os.PathLike, output_path: str | os.PathLike,
                    image_root: str | os.PathLike | None = None,
                    reports_root: str | os.PathLike | None = None) -> ConvertReport:
@@ -331,10 +356,7 @@ def convert_source(name: str, input_path: str | os.PathLike, output_path: str | 
     if not os.path.exists(input_path):
         raise MissingInputError(f"--input {os.path.abspath(input_path)} does not exist")
     report = ConvertReport(source=name)
-    if converter.reader == "mimic_cxr":
-        rows = read_mimic_cxr_studies(input_path, reports_root)
-    else:
-        rows = read_rows(input_path)
+    rows = source_rows(converter, input_path, reports_root)
     root = Path(image_root) if image_root else None
     output_path = Path(output_path)
     written: list[Path] = []  # images this run wrote: removed again if the run fails

@@ -244,7 +244,15 @@ def _collect_jsonl(eval_data: Path, files: list[Path], spec: str | None, task_di
 def _collect_benchmarks(eval_data: Path, spec: str | None, task_paths: dict[str, str],
                         task_dir: Path | None) -> EvalData:
     try:
-        from ..eval.tasks import TASK_DIR, MissingData, load_config, load_task, parse_tasks, task_names
+        from ..eval.tasks import (
+            TASK_DIR,
+            MissingData,
+            load_config,
+            load_task,
+            parse_tasks,
+            task_names,
+            widest_setting,
+        )
     except ImportError as e:
         raise NoEvalData(f"{eval_data}: no *.jsonl eval items and the eval harness is unavailable ({e})") from e
     task_dir = task_dir or TASK_DIR
@@ -261,7 +269,8 @@ def _collect_benchmarks(eval_data: Path, spec: str | None, task_paths: dict[str,
                                            detail=f"data folder {folder} not found")
             continue
         try:
-            loaded = load_task(config, path=folder, task_dir=task_dir)
+            # Every item a run may score (SLAKE's open questions, PubMedQA's 1,000), not only the paper's selection.
+            loaded = load_task(config, path=folder, task_dir=task_dir, setting=widest_setting(config))
         except MissingData as err:
             tasks[name] = TaskCoverage(name, source=str(folder), found=False, detail=str(err))
             continue

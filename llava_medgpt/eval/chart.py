@@ -10,6 +10,7 @@ not on the paper's scale.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .tables import load_paper_results
 
@@ -78,8 +79,9 @@ def build_figure(results: dict, paper: dict | None = None):
     return figure
 
 
-def draw_chart(results: dict, path: Path, paper: dict | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure = build_figure(results, paper)
-    figure.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
-    return path
+def draw_chart(results: dict, target: Path | IO[bytes], paper: dict | None = None) -> Path | IO[bytes]:
+    """Write the chart as PNG to a path or a binary file (no timestamp or version in the PNG: reruns match)."""
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    build_figure(results, paper).savefig(target, format="png", dpi=DPI, metadata={"Software": None})
+    return target

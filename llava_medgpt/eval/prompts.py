@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from PIL import Image
 
+from ..benchmarks import ANSWER_WITH_LETTER
 from ..constants import IMAGE_MARKER
 from .tasks.base import MCQ, OPEN, EvalItem, TaskConfig
 
-MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
 
 
@@ -31,7 +31,7 @@ def render_qa(item: EvalItem, config: TaskConfig) -> str:
     parts.append(item.question)
     if item.kind == MCQ:
         parts.append(f"Options:\n{_options_block(item)}")
-        parts.append(MCQ_INSTRUCTION)
+        parts.append(ANSWER_WITH_LETTER)
     elif item.kind == OPEN:
         parts.append(OPEN_INSTRUCTION)
     return _image_markers(item) + "\n\n".join(parts)
@@ -55,7 +55,7 @@ def render_patient_trial(item: EvalItem, config: TaskConfig) -> str:
         "Decide whether the patient is eligible for the clinical trial.\n\n"
         f"Patient note (one sentence per line, numbered):\n{item.question}\n\n"
         f"Clinical trial:\n{item.context}\n\n"
-        f"Options:\n{_options_block(item)}\n\n{MCQ_INSTRUCTION}"
+        f"Options:\n{_options_block(item)}\n\n{ANSWER_WITH_LETTER}"
     )
 
 

@@ -95,7 +95,8 @@ def task_entry(config: TaskConfig, scores: dict, skipped: dict[str, int], source
     """One task's block of results.json: where its row goes, n scored / skipped, primary value and interval."""
     primary = primary_value(config, scores)
     entry = {"title": config.title, "table": config.paper.get("table"), "row": config.paper.get("row"),
-             "source": source, "skipped": dict(sorted(skipped.items())), "n_scored": scores["n"],
+             "setting": config.setting, "source": source, "skipped": dict(sorted(skipped.items())),
+             "n_scored": scores["n"],
              "n_skipped": sum(skipped.values()), "primary_metric": config.primary_metric, "primary": primary,
              "primary_ci95": primary_interval(config, scores), "fallback": None, "scores": scores}
     if primary is None and config.scoring != ACCURACY:

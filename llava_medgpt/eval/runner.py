@@ -16,13 +16,34 @@ torch, transformers and the model code are imported only once arguments are pars
 import argparse
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
-from .tasks import TASK_DIR, MissingData, load_task, parse_task_paths, parse_tasks
+from .tasks import PAPER_SETTING, TASK_DIR, MissingData, load_config, load_task, parse_task_paths, parse_tasks
 
 logger = logging.getLogger("llava_medgpt.eval")
+
+
+def parse_settings(specs: list[str], names: list[str], task_dir: Path) -> dict[str, str]:
+    """--setting values -> task name -> setting. "TASK=NAME" sets one task; a bare "NAME" every task that
+    defines it (a name no selected task defines is an error). Unnamed tasks keep the paper's setting."""
+    configs = {name: load_config(name, task_dir) for name in names}
+    chosen = {name: PAPER_SETTING for name in names}
+    for spec in specs:
+        task, sep, setting = spec.rpartition("=")
+        if sep:
+            if task not in configs:
+                raise SystemExit(f"--setting {spec}: task {task!r} is not among --tasks")
+            defined = configs[task].settings or {PAPER_SETTING: {}}
+            if setting not in defined:
+                raise SystemExit(f"--setting {spec}: task {task} defines {', '.join(sorted(defined))}")
+            chosen[task] = setting
+            continue
+        matching = [name for name, config in configs.items() if setting in config.settings]
+        if not matching:
+            raise SystemExit(f"--setting {spec}: no selected task defines a setting {setting!r}")
+        chosen.update(dict.fromkeys(matching, setting))
+    return chosen
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='JSON passed to the chat template, e.g. \'{"reasoning_effort": "low"}\'')
     parser.add_argument("--no-clinical-metrics", action="store_true", help="skip RadGraph / RaTEScore / RadCliQ")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--setting", action="append", default=[], metavar="[TASK=]NAME",
+                        help="item selection: 'paper' (default, Table 3 counts) or a task's other setting, e.g. "
+                             "'release' (the release's full set: SLAKE 2,094, PubMedQA 1,000, Medbullets 308) or "
+                             "slake=english; see docs/evaluation.md")
     return parser
 
 
@@ -61,12 +86,13 @@ def evaluate(args: argparse.Namespace, seconds: dict[str, float] | None = None) 
     seconds = {} if seconds is None else seconds
     names = parse_tasks(args.tasks, args.task_dir)
     task_paths = parse_task_paths(args.task_path)
+    settings = parse_settings(args.setting, names, args.task_dir)
     loaded, not_run = {}, {}
     for name in names:
         start = time.perf_counter()
         try:
             loaded[name] = load_task(name, args.data_dir, task_paths.get(name), task_dir=args.task_dir,
-                                     limit=args.limit)
+                                     limit=args.limit, setting=settings[name])
         except MissingData as err:
             logger.warning("task %s not run: %s", name, err)
             not_run[name] = str(err)
@@ -100,27 +126,21 @@ def evaluate(args: argparse.Namespace, seconds: dict[str, float] | None = None) 
             "tables": PAPER_TABLES}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: a killed run never leaves half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-
-
 def write_outputs(results: dict, output: Path, summary: str | None = None) -> None:
+    """results.json, tables.md, chart.png (and summary.txt), each written atomically (llava_medgpt.fileio)."""
+    from ..fileio import atomic_write
     from .chart import draw_chart
     from .tables import render_tables
 
-    output.mkdir(parents=True, exist_ok=True)
-    _write_atomic(output / "results.json", (json.dumps(results, indent=2, sort_keys=True) + "\n").encode())
-    _write_atomic(output / "tables.md", render_tables(results).encode())
-    chart = draw_chart(results, output / ".chart.png.tmp")
-    os.replace(chart, output / "chart.png")
+    with atomic_write(output / "results.json") as f:
+        f.write(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    with atomic_write(output / "tables.md") as f:
+        f.write(render_tables(results))
+    with atomic_write(output / "chart.png", "wb") as f:
+        draw_chart(results, f)
     if summary is not None:
-        _write_atomic(output / "summary.txt", (summary + "\n").encode())
+        with atomic_write(output / "summary.txt") as f:
+            f.write(summary + "\n")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -81,12 +81,15 @@ def render_table(results: dict, paper: dict, table: str) -> str:
         interval = _interval(task.get("primary_ci95"), 2) if task else DASH
         lines.append(f"| {row} | {_cell(task)} | {interval} | {_n(task)} | "
                      + " | ".join(_fmt(v, 2) for v in published) + " |")
+    other = [f"{row}: {task['setting']}" for row, task in evaluated.items() if task.get("setting", "paper") != "paper"]
     average = results.get("macro_average", {}).get(table)
     if average:
         rows = average["rows"]
         theirs = [macro_average([spec["rows"][row][m] for row in rows]) for m in range(len(models))]
         lines.append(f"| Macro average ({len(rows)} rows) | {_fmt(average['mean'], 2)} | {DASH} | {DASH} | "
                      + " | ".join(_fmt(v, 2) for v in theirs) + " |")
+    if other:  # items not selected as in the paper: the published columns are not comparable for these rows
+        lines += ["", "Rows scored in a setting other than the paper's: " + "; ".join(other) + "."]
     return "\n".join(lines)
 
 
@@ -129,7 +132,8 @@ def render_summary(results: dict, seconds: dict[str, float], total_seconds: floa
             score, interval = _fmt(fallback["value"], 3), _interval(fallback["ci95"], 3)
         else:
             score, interval = "unavailable", DASH
-        rows.append((name, metric, score, interval, str(task["n_scored"]), str(task["n_skipped"]),
+        label = name if task.get("setting", "paper") == "paper" else f"{name} [{task['setting']}]"
+        rows.append((label, metric, score, interval, str(task["n_scored"]), str(task["n_skipped"]),
                      f"{seconds.get(name, 0.0):.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"Evaluation of {results['label']} ({results['model']})"]

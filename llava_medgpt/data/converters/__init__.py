@@ -4,6 +4,7 @@ Each converter is a pure function `(raw_row, index) -> list[record]` raising `Sk
 cannot convert; families serve several sources through per-source field maps (see the family modules).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Mapping
@@ -22,6 +23,9 @@ class Converter:
     fn: ConvertFn
     reader: str = "table"  # "table": rows of a JSONL/JSON/CSV/Parquet file; "mimic_cxr": study rows of a folder
     columns: tuple[str, ...] = ()  # input columns of a converter without a field map (alternatives "a|b")
+    # Facts about the whole input file that its rows' conversion needs, read in a first pass and merged into
+    # every row (MedMCQA: whether the file numbers cop 0-3 or 1-4). (path, rows) -> {field: value}.
+    file_facts: Callable[[str, Iterable[Any]], dict] | None = None
 
     def expected_columns(self) -> list[tuple[str, ...]]:
         """Input columns a row needs, one tuple per published layout; read from the field map when there is one."""
@@ -59,7 +63,7 @@ def _entries() -> list[Converter]:
         Converter("mimic_cxr_longitudinal", "MIMIC-CXR (multi-view & longitudinal)", "report",
                   report.convert_mimic_longitudinal, reader="mimic_cxr", columns=_MIMIC_STUDY_COLUMNS),
         # VQA
-        Converter("slake", "SLAKE (English)", "vqa", p(vqa.convert_open_vqa, vqa.SLAKE)),
+        Converter("slake", "SLAKE (English)", "vqa", vqa.convert_slake, columns=vqa.SLAKE_COLUMNS),
         Converter("vqa_rad", "VQA-Rad", "vqa", p(vqa.convert_open_vqa, vqa.VQA_RAD)),
         Converter("pmc_vqa", "PMC-VQA", "vqa", vqa.convert_pmc_vqa, columns=vqa.PMC_VQA_COLUMNS),
         Converter("mimic_cxr_vqa", "MIMIC-CXR-VQA", "vqa", p(vqa.convert_open_vqa, vqa.MIMIC_CXR_VQA)),
@@ -67,7 +71,8 @@ def _entries() -> list[Converter]:
         Converter("openmm_medical", "OpenMM-Medical", "vqa", p(vqa.convert_mcq_vqa, vqa.OPENMM_MEDICAL)),
         # text multiple choice
         Converter("medqa", "MedQA", "mcq", mcq_text.convert_medqa, columns=mcq_text.MEDQA_COLUMNS),
-        Converter("medmcqa", "MedMCQA", "mcq", mcq_text.convert_medmcqa, columns=mcq_text.MEDMCQA_COLUMNS),
+        Converter("medmcqa", "MedMCQA", "mcq", mcq_text.convert_medmcqa, columns=mcq_text.MEDMCQA_COLUMNS,
+                  file_facts=mcq_text.medmcqa_file_facts),
         Converter("pubmedqa", "PubMedQA", "mcq", mcq_text.convert_pubmedqa, columns=mcq_text.PUBMEDQA_COLUMNS),
         Converter("medexpqa", "MedExpQA", "mcq", mcq_text.convert_medexpqa, columns=mcq_text.MEDEXPQA_COLUMNS),
         # instruction / chat

@@ -6,21 +6,21 @@ Prompt:                                   Answer (what the eval scorer reads as 
     B. Focal uptake pattern
     ...
     Answer with the option's letter and text, e.g. "A. ...".
+
+The instruction is `llava_medgpt.benchmarks.ANSWER_WITH_LETTER_AND_TEXT`; evaluation prompts ask for the
+letter alone (`ANSWER_WITH_LETTER`).
 """
 
-import string
-
+from ...benchmarks import ANSWER_WITH_LETTER_AND_TEXT
+from ...benchmarks.base import LETTERS
 from .common import SkipRow, is_missing, text
-
-LETTERS = string.ascii_uppercase
-MCQ_INSTRUCTION = 'Answer with the option\'s letter and text, e.g. "A. ...".'
 
 
 def format_mcq_prompt(question: str, options: dict[str, str]) -> str:
     """`options` maps letters (A, B, ...) to option texts, in display order."""
     lines = [question.strip()]
     lines += [f"{letter}. {option.strip()}" for letter, option in options.items()]
-    lines.append(MCQ_INSTRUCTION)
+    lines.append(ANSWER_WITH_LETTER_AND_TEXT)
     return "\n".join(lines)
 
 
@@ -36,7 +36,7 @@ def mcq_question_stem(prompt: str) -> str:
     Text without the MCQ instruction line is returned unchanged (it is not an MCQ prompt).
     """
     lines = prompt.split("\n")
-    if not lines or lines[-1] != MCQ_INSTRUCTION:
+    if not lines or lines[-1] != ANSWER_WITH_LETTER_AND_TEXT:
         return prompt
     for i, line in enumerate(lines):
         if line.startswith("A. "):

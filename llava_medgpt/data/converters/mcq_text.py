@@ -1,6 +1,10 @@
 """Text multiple-choice exams (MedQA, MedMCQA, PubMedQA, MedExpQA) in the shared format of `mcq.py`.
 
-MedMCQA (openlifescienceai/medmcqa, train split; `cop` is 0-based as in the hub's ClassLabel a/b/c/d):
+MedQA, MedMCQA and PubMedQA are parsed by their release readers in `llava_medgpt.benchmarks`, the same ones
+the evaluation tasks use. MedMCQA's answer numbering is a property of the file (official train.json 1-4, hub
+parquet 0-3): `medmcqa_file_facts` reads it from the file before its rows are converted.
+
+MedMCQA (openlifescienceai/medmcqa train parquet, `cop` 0-based as in the hub's ClassLabel a/b/c/d):
     raw:    {"id": "e9ad821a-c438-4965-9f77-760819dfa155", "question": "Chronic urethral obstruction due to
              benign prismatic hyperplasia can lead to the following change in kidney parenchyma",
              "opa": "Hyperplasia", "opb": "Hyperophy", "opc": "Atrophy", "opd": "Dyplasia", "cop": 2,
@@ -12,10 +16,12 @@ MedMCQA (openlifescienceai/medmcqa, train split; `cop` is 0-based as in the hub'
                                {"from": "gpt", "value": "C. Atrophy"}]}
 """
 
+from collections.abc import Iterable
 from typing import Any, Mapping
 
-from .common import SkipRow, gpt, human, is_missing, make_record, text
-from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt, read_lettered_options
+from ...benchmarks import medmcqa, medqa, pubmedqa
+from .common import SkipRow, gpt, human, is_missing, make_record, release_row, text
+from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt
 
 
 # Input columns a row needs, per source (shown when nothing converts).
@@ -31,46 +37,39 @@ def _mcq_record(record_id: str, question: str, options: dict[str, str], letter: 
 
 
 def convert_medqa(row: Mapping[str, Any], index: int) -> list[dict]:
-    """MedQA-USMLE (GBaker/MedQA-USMLE-4-options, phrases_no_exclude_train.jsonl):
-    {"question": ..., "answer": "<text>", "options": {"A": ..., "D": ...}, "meta_info": "step1", "answer_idx": "A"}
-    """
-    question = text(row, "question")
-    options, letter = read_lettered_options(row)
-    answer = row.get("answer")
-    if isinstance(answer, str) and answer.strip() and answer.strip() != options[letter]:
-        raise SkipRow("answer text disagrees with answer_idx")
-    return _mcq_record(f"medqa-{index}", question, options, letter)
+    """MedQA-USMLE (GBaker/MedQA-USMLE-4-options, phrases_no_exclude_train.jsonl): `benchmarks.medqa`."""
+    with release_row():
+        question = medqa.parse(row, index)
+    return _mcq_record(f"medqa-{index}", question.question, question.options, question.answer)
+
+
+def medmcqa_file_facts(path: str, rows: Iterable[Any]) -> dict:
+    """The file's cop numbering (`benchmarks.medmcqa.cop_base`; refused when its values show the other)."""
+    return {"_cop_base": medmcqa.cop_base(path, rows)}
 
 
 def convert_medmcqa(row: Mapping[str, Any], index: int) -> list[dict]:
-    question = text(row, "question")
-    options = {letter: text(row, field) for letter, field in zip("ABCD", ("opa", "opb", "opc", "opd"))}
-    cop = row.get("cop")
-    if not isinstance(cop, int) or isinstance(cop, bool) or not 0 <= cop <= 3:
-        raise SkipRow(f"cop {cop!r} is not 0-3")  # the hub's test split has cop = -1 (no key)
-    return _mcq_record(f"medmcqa-{text(row, 'id')}", question, options, "ABCD"[cop])
+    if "_cop_base" not in row:
+        raise ValueError("MedMCQA rows need their file's cop numbering (converted through medmcqa_file_facts)")
+    with release_row():
+        question = medmcqa.parse(row, row["_cop_base"])
+    return _mcq_record(f"medmcqa-{question.id}", question.question, question.options, question.answer)
 
 
-PUBMEDQA_OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
+PUBMEDQA_OPTIONS = pubmedqa.OPTIONS
 
 
 def convert_pubmedqa(row: Mapping[str, Any], index: int) -> list[dict]:
     """PubMedQA PQA-L (ori_pqal.json: {PMID: {QUESTION, CONTEXTS, LABELS, MESHES, YEAR, final_decision,
-    LONG_ANSWER, ...}}); the reader puts the PMID in row["_key"]. The question is asked over the abstract
-    (CONTEXTS) as a yes/no/maybe multiple choice.
+    LONG_ANSWER, ...}}; the reader puts the PMID in row["_key"]): `benchmarks.pubmedqa`. The question is asked
+    over the abstract, one "LABEL: sentence" line per context as in evaluation, as a yes/no/maybe choice.
     """
-    question = text(row, "QUESTION")
-    contexts = row.get("CONTEXTS")
-    if not isinstance(contexts, list) or not any(isinstance(c, str) and c.strip() for c in contexts):
-        raise SkipRow("missing field 'CONTEXTS'")
-    decision = text(row, "final_decision").lower()
-    letters = {v: k for k, v in PUBMEDQA_OPTIONS.items()}
-    if decision not in letters:
-        raise SkipRow(f"final_decision {decision!r} is not yes/no/maybe")
-    context = "\n".join(c.strip() for c in contexts if isinstance(c, str) and c.strip())
-    prompt_question = f"Context: {context}\nQuestion: {question}"
-    key = text(row, "_key") if not is_missing(row.get("_key")) else str(index)
-    return _mcq_record(f"pubmedqa-{key}", prompt_question, PUBMEDQA_OPTIONS, letters[decision])
+    if is_missing(row.get("_key")) and "QUESTION" in row:
+        row = {**row, "_key": str(index)}
+    with release_row():
+        question = pubmedqa.parse(row)
+    prompt_question = f"Context: {question.context}\nQuestion: {question.question}"
+    return _mcq_record(f"pubmedqa-{question.id}", prompt_question, question.options, question.answer)
 
 
 def convert_medexpqa(row: Mapping[str, Any], index: int) -> list[dict]:

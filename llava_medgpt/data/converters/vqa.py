@@ -16,7 +16,7 @@ OpenMM-Medical (baichuan-inc/OpenMM_Medical, OpenMMMedical.tsv + Images.zip; VLM
              "conversations": [{"from": "human", "value": "<image>\\nWhat is the modality of this image?\\n
                                 A. CT\\nB. MRI\\nC. X-ray\\nAnswer with ..."}, {"from": "gpt", "value": "A. CT"}]}
 
-SLAKE (BoKelvin/SLAKE, train.json):
+SLAKE (BoKelvin/SLAKE, train.json; parsed by `llava_medgpt.benchmarks.slake`, English questions only):
     raw:    {"img_id": 102, "img_name": "xmlab102/source.jpg", "question": "Which organ is abnormal?",
              "answer": "Lung", "q_lang": "en", "qid": 11934, "answer_type": "OPEN", ...}
     record: {"id": "slake-11934", "image": "xmlab102/source.jpg",
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
-from .common import SkipRow, any_of, first_key, gpt, human, is_missing, make_record, text, with_images
+from ...benchmarks import slake
+from .common import SkipRow, release_row, any_of, first_key, gpt, human, is_missing, make_record, text, with_images
 from .mcq import LETTERS, format_mcq_answer, format_mcq_prompt, lettered
 
 
@@ -52,17 +53,14 @@ class OpenVQAFields:
     question: str
     answer: str
     id: str | None = None  # None -> row index
-    language: tuple[str, str] | None = None  # (field, value) rows must match, e.g. SLAKE q_lang == "en"
     split: tuple[str, str] | None = None  # (field, value) rows must match; others are skipped
     test_marker: tuple[str, str] | None = None  # (field, prefix): rows whose field starts with prefix are test rows
     image_prefix: str = ""  # prepended to the image path (MIMIC-CXR-VQA paths are relative to files/)
 
     def columns(self) -> tuple[str, ...]:
-        return (any_of(self.images), self.question, self.answer) + ((self.language[0],) if self.language else ())
+        return (any_of(self.images), self.question, self.answer)
 
 
-SLAKE = OpenVQAFields(prefix="slake", images=("img_name",), question="question", answer="answer", id="qid",
-                      language=("q_lang", "en"))
 # Official JSON ("VQA_RAD Dataset Public.json": image_name, qid, phrase_type ...) or the hub parquet
 # (flaviagiammarino/vqa-rad: image, question, answer; its train split has the 1,793 rows of Table 1).
 VQA_RAD = OpenVQAFields(prefix="vqa_rad", images=("image_name", "image"), question="question", answer="answer",
@@ -79,8 +77,6 @@ def _answer_text(value: Any) -> str:
 
 
 def convert_open_vqa(fields: OpenVQAFields, row: Mapping[str, Any], index: int) -> list[dict]:
-    if fields.language and row.get(fields.language[0]) != fields.language[1]:
-        raise SkipRow(f"{fields.language[0]} is not {fields.language[1]!r}")
     if fields.split and row.get(fields.split[0], fields.split[1]) != fields.split[1]:
         raise SkipRow(f"{fields.split[0]} is not {fields.split[1]!r}")
     if fields.test_marker and str(row.get(fields.test_marker[0], "")).startswith(fields.test_marker[1]):
@@ -91,6 +87,19 @@ def convert_open_vqa(fields: OpenVQAFields, row: Mapping[str, Any], index: int) 
     key = text(row, fields.id) if fields.id and not is_missing(row.get(fields.id)) else str(index)
     turns = [human(with_images(question, 1)), gpt(answer)]
     return [make_record(f"{fields.prefix}-{key}", turns, [image])]
+
+
+SLAKE_COLUMNS = ("img_name", "question", "answer", "q_lang", "answer_type", "qid")
+
+
+def convert_slake(row: Mapping[str, Any], index: int) -> list[dict]:
+    """SLAKE's English questions (the recipe's "SLAKE (English)"), open and closed, answered with their text."""
+    if row.get("q_lang") != "en":
+        raise SkipRow("q_lang is not 'en'")
+    with release_row():
+        question = slake.parse(row)
+    turns = [human(with_images(question.question, 1)), gpt(question.answer)]
+    return [make_record(f"slake-{question.id}", turns, [question.image])]
 
 
 PMC_VQA_COLUMNS = ("Figure_path", "Question", "Choice A", "Choice B", "Choice C", "Choice D", "Answer_label")

@@ -2,10 +2,13 @@
 
     from llava_medgpt.eval.tasks import load_task, iter_eval_items
     task = load_task("slake", data_dir="/data/benchmarks")     # LoadedTask(config, items, skipped)
+    task = load_task("slake", "/data/benchmarks", setting="release")   # the release's full item set
     for item in iter_eval_items(["slake", "medqa"], "/data/benchmarks"): ...
 
 A task's data is read from `<data_dir>/<data_subdir>` (or an explicit per-task path) in the benchmark's
 official release layout; when that folder does not exist and the task has a public hub id, from the hub.
+Releases shared with the training converters (MedQA, MedMCQA, PubMedQA, SLAKE, Medbullets) are parsed by
+`llava_medgpt.benchmarks`. Each task's `settings` select items: "paper" (default) reproduces Table 3's count.
 """
 
 import logging
@@ -17,7 +20,20 @@ from pathlib import Path
 
 import yaml
 
-from .base import ACCURACY, GENERATION, MCQ, OPEN, REPORT, BadRecord, EvalItem, ImageRef, TaskConfig
+from ...benchmarks import BadRow
+from .base import (
+    ACCURACY,
+    GENERATION,
+    MCQ,
+    OPEN,
+    PAPER_SETTING,
+    RELEASE_SETTING,
+    REPORT,
+    BadRecord,
+    EvalItem,
+    ImageRef,
+    TaskConfig,
+)
 from .mimic import convert_mimic, mimic_records
 from .omnimedvqa import convert_omnimedvqa, omnimedvqa_records
 from .sources import MissingData, hub_records
@@ -27,7 +43,10 @@ from .text_qa import (
     convert_medqa,
     convert_mmlu,
     convert_pubmedqa,
+    medbullets_records,
+    medmcqa_records,
     mmlu_records,
+    pubmedqa_hub_allowed,
     pubmedqa_records,
 )
 from .trials import convert_trial, trial_records
@@ -38,6 +57,7 @@ from .vqa import (
     convert_slake,
     local_records,
     mmmu_subject_filter,
+    slake_selection,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,25 +78,28 @@ class Benchmark:
 
     keep: optional record filter applied before conversion (e.g. MMMU-Pro's medical subjects).
     user_supplied: no public hub copy; the data folder must be given.
+    hub_allowed: raises MissingData when the task's setting cannot be read from the hub copy.
     """
 
     records: Records
     convert: Convert
     keep: Callable[[dict, TaskConfig], bool] | None = None
     user_supplied: bool = False
+    hub_allowed: Callable[[TaskConfig], None] | None = None
 
 
 BENCHMARKS: dict[str, Benchmark] = {
     "medxpertqa": Benchmark(_files_for_split, convert_medxpertqa),
-    "slake": Benchmark(_files_for_split, convert_slake, keep=lambda r, c: r.get("q_lang") == "en"),
+    "slake": Benchmark(_files_for_split, convert_slake, keep=slake_selection),
     "medframeqa": Benchmark(_files_for_split, convert_medframeqa),
     "mmmu": Benchmark(_files_for_split, convert_mmmu),
     "mmmu_pro": Benchmark(_files_for_split, convert_mmmu, keep=mmmu_subject_filter),
     "medqa": Benchmark(_files_for_split, convert_medqa),
-    "medmcqa": Benchmark(_files_for_split, convert_medmcqa),
-    "pubmedqa": Benchmark(lambda c, root, split: pubmedqa_records(c, root), convert_pubmedqa),
+    "medmcqa": Benchmark(medmcqa_records, convert_medmcqa),
+    "pubmedqa": Benchmark(lambda c, root, split: pubmedqa_records(c, root), convert_pubmedqa,
+                          hub_allowed=pubmedqa_hub_allowed),
     "mmlu": Benchmark(lambda c, root, split: mmlu_records(c, root), convert_mmlu),
-    "medbullets": Benchmark(_files_for_split, convert_medbullets),
+    "medbullets": Benchmark(medbullets_records, convert_medbullets),
     "mimic_cxr": Benchmark(mimic_records, convert_mimic, user_supplied=True),
     "omnimedvqa": Benchmark(omnimedvqa_records, convert_omnimedvqa, user_supplied=True),
     "patient_trial": Benchmark(lambda c, root, split: trial_records(c, root), convert_trial, user_supplied=True),
@@ -156,6 +179,8 @@ def _raw_records(config: TaskConfig, root: Path | None, split: str) -> tuple[lis
         raise MissingData(f"task {config.name}: data folder {root} not found "
                           "(this benchmark needs user-supplied files)")
     else:
+        if benchmark.hub_allowed is not None:
+            benchmark.hub_allowed(config)
         for part in split.split("+"):
             hub_split = config.options.get("hub_split", part)  # e.g. MedMCQA "dev" is "validation" on the hub
             records.extend({**r, "_source": "hub"} for r in hub_records(config, hub_split))
@@ -176,10 +201,15 @@ def _convert(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
 
 def load_task(
     name: str | TaskConfig, data_dir: str | Path | None = None, path: str | Path | None = None,
-    task_dir: Path = TASK_DIR, limit: int | None = None,
+    task_dir: Path = TASK_DIR, limit: int | None = None, setting: str | None = None,
 ) -> LoadedTask:
-    """Load one task. `path` overrides `<data_dir>/<data_subdir>`. Bad records are skipped and counted."""
+    """Load one task. `path` overrides `<data_dir>/<data_subdir>`. Bad records are skipped and counted.
+
+    `setting` names one of the task's item selections (default: the paper's, or the given config's own).
+    """
     config = name if isinstance(name, TaskConfig) else load_config(name, task_dir)
+    if setting is not None or not isinstance(name, TaskConfig):
+        config = config.with_setting(setting or PAPER_SETTING)
     root = Path(path) if path else (Path(data_dir) / config.data_subdir if data_dir else None)
     records, root, source = _raw_records(config, root, config.split)
     loaded = LoadedTask(config=config, items=[], source=source)
@@ -187,8 +217,8 @@ def load_task(
     for record in records:
         try:
             item = _convert(record, config, root)
-        except BadRecord as err:
-            loaded.skipped[str(err)] += 1
+        except BadRow as err:
+            loaded.skipped[err.reason] += 1
             continue
         if item.id in seen:
             raise ValueError(f"task {config.name}: duplicate item id {item.id} in {source}")
@@ -219,7 +249,7 @@ def _attach_demos(items: list[EvalItem], config: TaskConfig, root: Path | None) 
             if index not in converted:
                 try:
                     converted[index] = _convert(pool[index], config, root)
-                except BadRecord:
+                except BadRow:
                     converted[index] = None
             demo = converted[index]
             group = item.metadata.get("group")
@@ -230,16 +260,25 @@ def _attach_demos(items: list[EvalItem], config: TaskConfig, root: Path | None) 
             raise ValueError(f"task {config.name}: no valid demonstration found for item {item.id} in 100 draws")
 
 
+def widest_setting(config: TaskConfig) -> str:
+    """The selection holding every item a run of this task may score: "release" where defined (all SLAKE test
+    questions, all 1,000 PubMedQA), else the paper's. Decontamination checks training data against it."""
+    return RELEASE_SETTING if RELEASE_SETTING in config.settings else PAPER_SETTING
+
+
 def iter_eval_items(
     task_names: list[str], data_dir: str | Path, task_dir: Path = TASK_DIR
 ) -> Iterator[EvalItem]:
     """Every item of the named tasks (for the training-data decontamination check).
 
-    Items expose .task, .id, .question, .image_paths. Tasks whose data is absent are skipped.
+    Items expose .task, .id, .question, .image_paths. Each task's widest selection is used (its "release"
+    setting where it defines one: all SLAKE test questions, all 1,000 PubMedQA), since any of them may be
+    evaluated. Tasks whose data is absent are skipped.
     """
     for name in task_names:
+        config = load_config(name, task_dir)
         try:
-            loaded = load_task(name, data_dir, task_dir=task_dir)
+            loaded = load_task(config, data_dir, task_dir=task_dir, setting=widest_setting(config))
         except MissingData as err:
             logger.warning("decontamination: task %s skipped: %s", name, err)
             continue
@@ -252,6 +291,8 @@ __all__ = [
     "GENERATION",
     "MCQ",
     "OPEN",
+    "PAPER_SETTING",
+    "RELEASE_SETTING",
     "REPORT",
     "TASK_DIR",
     "BadRecord",
@@ -267,4 +308,5 @@ __all__ = [
     "parse_task_paths",
     "parse_tasks",
     "task_names",
+    "widest_setting",
 ]

@@ -4,10 +4,12 @@ Record -> EvalItem conversion lives in the per-benchmark modules; EvalItem -> ch
 `llava_medgpt.eval.prompts`. Records that cannot be converted raise `BadRecord`, are skipped and counted.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image
+
+from ...benchmarks import BadRow
 
 # Answer kinds, each with its own scorer (llava_medgpt.eval.results).
 MCQ = "mcq"  # answer is an option letter, scored by strict option extraction
@@ -15,14 +17,21 @@ OPEN = "open"  # answer is a short reference string, scored by normalised exact 
 GENERATION = "generation"  # answer is a reference report section, scored by text metrics
 ANSWER_KINDS = (MCQ, OPEN, GENERATION)
 
+# The item selection that reproduces the paper's counts (Table 3); a task may define others (TaskConfig.settings).
+PAPER_SETTING = "paper"
+RELEASE_SETTING = "release"
+
 # Task-level scoring: exact-match accuracy over MCQ/OPEN items, or text metrics over GENERATION items.
 ACCURACY = "accuracy"
 REPORT = "report"
 SCORINGS = (ACCURACY, REPORT)
 
 
-class BadRecord(ValueError):
-    """A benchmark record that cannot become an EvalItem; the loader skips it and counts the reason."""
+class BadRecord(BadRow):
+    """A benchmark record that cannot become an EvalItem; the loader skips it and counts the reason.
+
+    Rows the shared release readers (`llava_medgpt.benchmarks`) refuse raise their base class, BadRow.
+    """
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,10 @@ class TaskConfig:
     hub_id / hub_config / split: the public dataset used when the local folder is absent and a network is up.
     shots / demo_seed: in-context demonstrations prepended to each query (0 or 1 in the paper).
     options: loader-specific settings (file names, subject lists, ...).
+    settings: named selections of the release's items, each an overlay on `options`: "paper" (the default)
+        reproduces the paper's count, "release" (where it differs) scores the release's full item set,
+        e.g. SLAKE {"paper": {}, "release": {"answer_types": ["OPEN", "CLOSED"]}}.
+    setting: the selection in use (`with_setting`); recorded in results.json.
     paper: where the paper reports this task: {"table": "4", "row": "SLAKE"}.
     """
 
@@ -103,6 +116,8 @@ class TaskConfig:
     demo_seed: int = 0
     primary_metric: str = "accuracy"
     options: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    setting: str = PAPER_SETTING
     paper: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -110,6 +125,19 @@ class TaskConfig:
             raise ValueError(f"task {self.name}: scoring must be one of {SCORINGS}, got {self.scoring!r}")
         if self.shots not in (0, 1):
             raise ValueError(f"task {self.name}: shots must be 0 or 1, got {self.shots}")
+        if self.settings and PAPER_SETTING not in self.settings:
+            raise ValueError(f"task {self.name}: settings must define {PAPER_SETTING!r}, got {sorted(self.settings)}")
+        if self.setting not in (self.settings or {PAPER_SETTING: {}}):
+            raise ValueError(f"task {self.name}: unknown setting {self.setting!r}; defined: "
+                             f"{', '.join(sorted(self.settings or [PAPER_SETTING]))}")
+
+    def with_setting(self, name: str) -> "TaskConfig":
+        """This task with the named selection applied to its options (the paper's by default)."""
+        if name not in (self.settings or {PAPER_SETTING: {}}):
+            raise ValueError(f"task {self.name}: unknown setting {name!r}; defined: "
+                             f"{', '.join(sorted(self.settings or [PAPER_SETTING]))}")
+        overlay = self.settings.get(name, {})
+        return replace(self, setting=name, options={**self.options, **overlay})
 
 
 def option_letters(n: int) -> list[str]:
@@ -121,3 +149,10 @@ def option_letters(n: int) -> list[str]:
 def letter_options(texts: list[str]) -> dict[str, str]:
     """Option texts in order -> {"A": text0, "B": text1, ...}."""
     return dict(zip(option_letters(len(texts)), (str(t).strip() for t in texts)))
+
+
+def mcq_item(question, config: TaskConfig, **extra) -> EvalItem:
+    """A parsed release question (`llava_medgpt.benchmarks.McqQuestion`) as this task's EvalItem."""
+    return EvalItem(task=config.name, id=question.id, question=question.question, kind=MCQ, answer=question.answer,
+                    options=dict(question.options), context=question.context,
+                    metadata={**question.metadata, **extra.pop("metadata", {})}, **extra)

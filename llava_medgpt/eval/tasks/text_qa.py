@@ -1,81 +1,84 @@
 """Text-only medical QA benchmarks (paper Table 5): record in its official release schema -> EvalItem."""
 
-import json
 from pathlib import Path
 
-from .base import MCQ, BadRecord, EvalItem, TaskConfig, letter_options, option_letters
-from .sources import glob_files, is_missing, read_records
+from ...benchmarks import medbullets, medmcqa, medqa, pubmedqa
+from .base import MCQ, EvalItem, TaskConfig, letter_options, mcq_item
+from .sources import MissingData, glob_files, read_records
 
 
 def convert_medqa(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
-    """MedQA (USMLE, US 4-option test set, 1,273 questions).
+    """MedQA (USMLE, US 4-option test set, 1,273 questions): `llava_medgpt.benchmarks.medqa`.
 
     {"question": "A 23-year-old ...", "answer": "Nitrofurantoin", "options": {"A": "Ampicillin", ...,
      "D": "Nitrofurantoin"}, "meta_info": "step1", "answer_idx": "D", "metamap_phrases": [...]}
     -> EvalItem(id="<line number>", options A-D, answer="D")
     """
-    options = {str(k).upper(): str(v).strip() for k, v in record["options"].items() if not is_missing(v)}
-    return EvalItem(task=config.name, id=str(record.get("id", record["_index"])), question=record["question"].strip(),
-                    kind=MCQ, options=dict(sorted(options.items())), answer=str(record["answer_idx"]).strip().upper(),
-                    metadata={"meta_info": record.get("meta_info")})
+    return mcq_item(medqa.parse(record, record["_index"]), config)
 
 
-def convert_medmcqa(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
-    """MedMCQA (dev set, 4,183 questions; its test answers are not public).
-
-    {"id": "45258d3d-...", "question": "Which of the following ...", "opa": "...", "opb": "...", "opc": "...",
-     "opd": "...", "cop": 3, "choice_type": "single", "exp": "...", "subject_name": "Anatomy", ...}
-    The official JSON numbers the correct option 1-4; the hub parquet (openlifescienceai/medmcqa) 0-3 --
-    `cop_base` in the task options says which (hub rows always use 0).
-    """
-    base = 0 if record.get("_source") == "hub" else int(config.options.get("cop_base", 1))
-    letters = option_letters(4)
-    try:
-        index = int(record["cop"]) - base
-    except (TypeError, ValueError) as err:
-        raise BadRecord(f"cop {record.get('cop')!r} is not an integer") from err
-    if not 0 <= index < 4:
-        raise BadRecord(f"cop {record['cop']!r} out of range for base {base}")
-    options = {letter: str(record[f"op{letter.lower()}"]).strip() for letter in letters}
-    return EvalItem(task=config.name, id=str(record["id"]), question=record["question"].strip(), kind=MCQ,
-                    options=options, answer=letters[index], metadata={"subject": record.get("subject_name")})
-
-
-PUBMEDQA_OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
-
-
-def pubmedqa_records(config: TaskConfig, root: Path) -> list[dict]:
-    """ori_pqal.json (1,000 labelled questions) restricted to the 500 ids of test_ground_truth.json."""
-    (pqal,) = glob_files(root, [config.options.get("questions", "ori_pqal.json")])
-    records = read_records(pqal)
-    truth_files = list(root.glob(config.options.get("test_ids", "test_ground_truth.json")))
-    if truth_files:
-        test_ids = set(json.loads(truth_files[0].read_text(encoding="utf-8")))  # {pmid: decision}
-        records = [r for r in records if r["_key"] in test_ids]
+def medmcqa_records(config: TaskConfig, root: Path, split: str) -> list[dict]:
+    """Rows of each release file with that file's cop numbering (`benchmarks.medmcqa.cop_base`) attached."""
+    records = []
+    for path in glob_files(root, [p.format(split=split) for p in config.options["files"]]):
+        rows = read_records(path)
+        base = medmcqa.cop_base(path, rows)
+        records.extend({**row, "_cop_base": base} for row in rows)
     return records
 
 
+def convert_medmcqa(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
+    """MedMCQA (dev set, 4,183 questions; its test answers are not public): `llava_medgpt.benchmarks.medmcqa`.
+
+    {"id": "45258d3d-...", "question": "Which of the following ...", "opa": "...", "opb": "...", "opc": "...",
+     "opd": "...", "cop": 3, "choice_type": "single", "exp": "...", "subject_name": "Anatomy", ...}
+    The official dev.json numbers the correct option 1-4, the hub parquet 0-3 (hub rows always).
+    """
+    base = medmcqa.HUB_COP_BASE if record.get("_source") == "hub" else record["_cop_base"]
+    return mcq_item(medmcqa.parse(record, base), config)
+
+
+PUBMEDQA_OPTIONS = pubmedqa.OPTIONS
+
+
+def pubmedqa_records(config: TaskConfig, root: Path) -> list[dict]:
+    """ori_pqal.json (1,000 labelled questions), restricted to the 500 PMIDs of test_ground_truth.json.
+
+    Without the test ids the paper's setting is refused (MissingData); the "release" setting
+    (`test_split_only: false`) scores all 1,000.
+    """
+    (pqal,) = glob_files(root, [config.options.get("questions", "ori_pqal.json")])
+    records = read_records(pqal)
+    if not config.options.get("test_split_only", True):
+        return records
+    truth = sorted(root.glob(config.options.get("test_ids", pubmedqa.TEST_IDS_FILE)))
+    if truth:
+        test_ids = pubmedqa.read_test_ids(truth[0])
+        records = [r for r in records if str(r["_key"]) in test_ids]
+    else:
+        raise MissingData(f"task {config.name}: {root / config.options.get('test_ids', pubmedqa.TEST_IDS_FILE)} "
+                          "not found: the paper scores the 500 PQA-L test questions and needs their ids "
+                          "(data/test_ground_truth.json of the PubMedQA repository); "
+                          f"--setting {config.name}=release scores all 1,000")
+    return records
+
+
+def pubmedqa_hub_allowed(config: TaskConfig) -> None:
+    """The hub copy has no test split: only the release setting may read it."""
+    if config.options.get("test_split_only", True):
+        raise MissingData(f"task {config.name}: the hub copy {config.hub_id} has no test split (all 1,000 PQA-L "
+                          "questions); the paper's 500 need the local release with test_ground_truth.json, "
+                          f"or --setting {config.name}=release")
+
+
 def convert_pubmedqa(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
-    """PubMedQA (PQA-L test split, 500 questions; yes / no / maybe).
+    """PubMedQA (PQA-L test split, 500 questions; yes / no / maybe): `llava_medgpt.benchmarks.pubmedqa`.
 
     "21645374": {"QUESTION": "Do mitochondria play a role in ...?", "CONTEXTS": ["...", "..."],
                  "LABELS": ["BACKGROUND", "RESULTS"], "final_decision": "yes", "LONG_ANSWER": "...", ...}
     -> EvalItem(id="21645374", context="BACKGROUND: ...\\nRESULTS: ...", options yes/no/maybe, answer="A")
-    The hub copy (qiaojin/PubMedQA, pqa_labeled) uses lowercase names: pubid, question, context{contexts,labels}.
     """
-    if "QUESTION" in record:
-        pmid, question, contexts, labels = record["_key"], record["QUESTION"], record["CONTEXTS"], record.get("LABELS")
-    else:
-        pmid, question = record["pubid"], record["question"]
-        contexts, labels = record["context"]["contexts"], record["context"].get("labels")
-    labels = list(labels) if labels is not None else [""] * len(contexts)
-    context = "\n".join(f"{label}: {text}" if label else text for label, text in zip(labels, contexts))
-    decision = str(record["final_decision"]).strip().lower()
-    letter = {v: k for k, v in PUBMEDQA_OPTIONS.items()}.get(decision)
-    if letter is None:
-        raise BadRecord(f"final_decision {decision!r} is not yes/no/maybe")
-    return EvalItem(task=config.name, id=str(pmid), question=question.strip(), kind=MCQ, context=context,
-                    options=dict(PUBMEDQA_OPTIONS), answer=letter)
+    return mcq_item(pubmedqa.parse(record), config)
 
 
 def mmlu_records(config: TaskConfig, root: Path) -> list[dict]:
@@ -114,17 +117,21 @@ def convert_mmlu(record: dict, config: TaskConfig, root: Path | None) -> EvalIte
                     kind=MCQ, options=options, answer=letter, metadata={"subject": record["subject"]})
 
 
+def medbullets_records(config: TaskConfig, root: Path, split: str) -> list[dict]:
+    """Rows of the release CSV; with `unique_questions` (the paper's setting) each repeated question once."""
+    records = []
+    for path in glob_files(root, [p.format(split=split) for p in config.options["files"]]):
+        records.extend({**row, "_index": i} for i, row in enumerate(read_records(path)))
+    if config.options.get("unique_questions", False):
+        records, _ = medbullets.unique_rows(records)
+    return records
+
+
 def convert_medbullets(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
-    """Medbullets (USMLE Step 2/3 style; medbullets_op4.csv or medbullets_op5.csv).
+    """Medbullets (USMLE Step 2/3 style; medbullets_op5.csv or medbullets_op4.csv): `benchmarks.medbullets`.
 
     question,opa,opb,opc,opd,ope,answer_idx,answer,explanation,link
     "A 35-year-old ...","...","...","...","...","...",B,"...","...",https://...
     -> EvalItem(id="<row index>", options A-E (A-D for op4), answer="B")
     """
-    options = {}
-    for letter in option_letters(5):
-        value = record.get(f"op{letter.lower()}")
-        if not is_missing(value):
-            options[letter] = str(value).strip()
-    return EvalItem(task=config.name, id=str(record.get("id") or record["_index"]), question=record["question"].strip(),
-                    kind=MCQ, options=options, answer=str(record["answer_idx"]).strip().upper())
+    return mcq_item(medbullets.parse(record, record["_index"]), config)

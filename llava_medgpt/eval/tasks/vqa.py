@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .base import MCQ, OPEN, BadRecord, EvalItem, TaskConfig, letter_options
+from ...benchmarks import slake
+from .base import MCQ, OPEN, BadRecord, EvalItem, TaskConfig, letter_options, mcq_item
 from .sources import glob_files, image_ref, is_missing, read_records
 
 # MedXpertQA appends the options to the question text; we render options ourselves.
 _ANSWER_CHOICES_RE = re.compile(r"\s*Answer Choices:.*\Z", re.DOTALL)
-YES_NO = ("yes", "no")
 
 
 def _images(values: Iterable[Any], root: Path | None) -> list:
@@ -67,26 +67,30 @@ def convert_medxpertqa(record: dict, config: TaskConfig, root: Path | None) -> E
     )
 
 
+def slake_selection(record: dict, config: TaskConfig) -> bool:
+    """The task setting's languages (q_lang) and answer types: paper = CLOSED questions of both languages."""
+    languages = config.options.get("languages", list(slake.LANGUAGES))
+    answer_types = config.options.get("answer_types", list(slake.ANSWER_TYPES))
+    return record.get("q_lang") in languages and str(record.get("answer_type", "")).upper() in answer_types
+
+
 def convert_slake(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
-    """SLAKE test.json (the loader keeps q_lang == "en" only).
+    """SLAKE test.json: `llava_medgpt.benchmarks.slake` (the setting selects languages and answer types).
 
     {"img_id": 102, "img_name": "xmlab102/source.jpg", "question": "Is the lung healthy?", "answer": "No",
      "q_lang": "en", "answer_type": "CLOSED", "content_type": "Abnormality", "qid": 11934, ...}
-    -> closed yes/no questions become a two-option MCQ (A. Yes, B. No; answer "B");
-       every other question is OPEN, scored by normalised exact match against "answer".
+    -> closed yes/no questions become a two-option MCQ in the question's language (A. Yes, B. No; answer
+       "B"; Chinese 是 / 否 ...); every other question is OPEN, scored by normalised exact match.
     """
-    answer = str(record["answer"]).strip()
+    question = slake.parse(record)
     image_root = root / config.options.get("image_dir", "imgs") if root is not None else None
-    common = dict(
-        task=config.name,
-        id=str(record["qid"]),
-        question=record["question"].strip(),
-        images=_images([record["img_name"]], image_root),
-        metadata={k: record.get(k) for k in ("answer_type", "content_type", "modality")},
-    )
-    if record.get("answer_type") == "CLOSED" and answer.lower() in YES_NO:
-        return EvalItem(kind=MCQ, options={"A": "Yes", "B": "No"}, answer="AB"[YES_NO.index(answer.lower())], **common)
-    return EvalItem(kind=OPEN, answer=answer, **common)
+    metadata = {**question.metadata, "answer_type": question.answer_type, "language": question.language}
+    images = _images([question.image], image_root)
+    mcq = slake.yes_no_mcq(question)
+    if mcq is not None:
+        return mcq_item(mcq, config, images=images, metadata=metadata)
+    return EvalItem(task=config.name, id=question.id, question=question.question, kind=OPEN, answer=question.answer,
+                    images=images, metadata=metadata)
 
 
 def convert_medframeqa(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
