@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -206,5 +207,25 @@ def test_setup_model_sets_yarn_eager_attention_and_max_length(tiny_checkpoint, t
     text_config = model.language_model.config
     assert text_config._attn_implementation == "eager"  # GPT-oss on a machine without GPUs
     assert text_config.rope_parameters["factor"] == 8.0 and text_config.max_position_embeddings == 8192
-    assert text_config.output_router_logits is True and text_config.use_cache is False
     assert processor.tokenizer.model_max_length == 4096
+
+
+def test_training_switches_go_with_the_call_and_never_into_the_config(tiny_checkpoint, tmp_path):
+    """A start checkpoint saved with the training switches on loads with them off (saved stage outputs generate);
+    training passes them with every forward call instead."""
+    from llava_medgpt.train.train import setup_model, training_forward_kwargs
+
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config["use_cache"] = False
+    config["text_config"].update(output_router_logits=True, use_cache=False)
+    start = tmp_path / "start"
+    shutil.copytree(tiny_checkpoint, start)
+    (start / "config.json").write_text(json.dumps(config))
+    args = ModelArguments(model_name_or_path=str(start))
+    model, _ = setup_model(args, _training_args(tmp_path / "out"))
+    text_config = model.language_model.config
+    assert text_config.output_router_logits is False and text_config.use_cache is True
+    assert model.config.use_cache is True
+    assert training_forward_kwargs(model, args) == {"use_cache": False, "output_router_logits": True}
+    args.output_router_logits = False
+    assert training_forward_kwargs(model, args) == {"use_cache": False, "output_router_logits": False}

@@ -52,7 +52,9 @@ class ModelArguments:
         default=None, metadata={"help": "Context length the rope was trained for (paper: 4096)."}
     )
     output_router_logits: bool = field(
-        default=True, metadata={"help": "Add the MoE load-balancing loss (router_aux_loss_coef) to the loss."}
+        default=True,
+        metadata={"help": "Add the MoE load-balancing loss (router_aux_loss_coef) to the training loss (passed with "
+                  "each training forward call; saved configs keep it off, as generation needs)."},
     )
 
 

@@ -101,10 +101,7 @@ def setup_model(model_args: ModelArguments, training_args: TrainingArguments):
         )
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     model.config.check_image_processor(processor.image_processor)  # tiles and placeholders fit the tower
-    model.config.use_cache = False
-    model.language_model.config.use_cache = False
-    if hasattr(model.language_model.config, "output_router_logits"):
-        model.language_model.config.output_router_logits = model_args.output_router_logits
+    clear_training_switches(model.config)
     processor.tokenizer.model_max_length = training_args.model_max_length
     if model_args.version is not None:
         processor.conversation_template = model_args.version
@@ -112,6 +109,30 @@ def setup_model(model_args: ModelArguments, training_args: TrainingArguments):
     if training_args.lora_enable:
         model = add_lora(model, training_args)
     return model, processor
+
+
+def clear_training_switches(config) -> None:
+    """Inference defaults for the switches training passes per call (training_forward_kwargs), also when the
+    start checkpoint was saved with them on: every checkpoint and stage output then loads ready to generate."""
+    for cfg in (config, config.text_config):
+        cfg.use_cache = True
+    if hasattr(config.text_config, "output_router_logits"):
+        config.text_config.output_router_logits = False
+
+
+def training_forward_kwargs(model, model_args: ModelArguments) -> dict:
+    """Flags of every training forward call that must not live in the model's config.
+
+    The config is saved with every checkpoint and stage output, and whatever loads a stage output (generation,
+    the eval harness, the next stage) inherits it: `output_router_logits` left on there makes GPT-oss compute its
+    load-balancing loss during batched generation, which fails on padded prompts. So the training switches are
+    passed per call: no KV cache (nothing is generated; gradient checkpointing refuses one anyway) and the MoE
+    router aux loss for backbones that have one.
+    """
+    kwargs = {"use_cache": False}
+    if hasattr(model.config.text_config, "output_router_logits"):
+        kwargs["output_router_logits"] = model_args.output_router_logits
+    return kwargs
 
 
 def setup_data(data_args: DataArguments, training_args: TrainingArguments, processor):
@@ -198,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         callbacks=[preemption],
         tunable_parts=tunable_parts,
         keep_checkpoints=keep,
+        forward_kwargs=training_forward_kwargs(model, model_args),
     )
     trainer.train(resume_from_checkpoint=resume)
     trainer.write_skip_report()

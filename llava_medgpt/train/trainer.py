@@ -7,7 +7,9 @@
   on different ranks, and without the flag ZeRO-3's per-submodule prefetch can wait forever on MoE;
 - makes checkpoints complete-or-invisible (checkpointing.py) and rotates only complete ones;
 - batches by modality and length (`group_by_modality_length`) or packs rows, with the data package's samplers;
-- drops the collator's bookkeeping (`meta`) into a SkipReport and normalises uint8 tiles on the device.
+- drops the collator's bookkeeping (`meta`) into a SkipReport and normalises uint8 tiles on the device;
+- passes the training-only switches (no cache, MoE router aux loss) with every forward call, not through the
+  config that checkpoints and stage outputs save.
 """
 
 import logging
@@ -52,10 +54,14 @@ class EpochDataLoader(DataLoader):
 
 
 class MedGptTrainer(Trainer):
-    def __init__(self, *args, tunable_parts: tuple[str, ...], keep_checkpoints: int | None = None, **kwargs):
+    def __init__(self, *args, tunable_parts: tuple[str, ...], keep_checkpoints: int | None = None,
+                 forward_kwargs: dict | None = None, **kwargs):
         """tunable_parts: parsed mm_tunable_parts. keep_checkpoints: how many complete checkpoints to keep (the
-        Trainer's own save_total_limit must be None: it would rotate before the COMPLETE marker is written)."""
+        Trainer's own save_total_limit must be None: it would rotate before the COMPLETE marker is written).
+        forward_kwargs: added to every training forward call (train.training_forward_kwargs: use_cache=False,
+        output_router_logits), so that they never enter the saved config."""
         super().__init__(*args, **kwargs)
+        self.forward_kwargs = dict(forward_kwargs or {})
         if self.args.save_total_limit:
             raise ValueError("Pass keep_checkpoints instead of save_total_limit (rotation must see COMPLETE markers)")
         self.keep_checkpoints = keep_checkpoints
@@ -151,6 +157,7 @@ class MedGptTrainer(Trainer):
             inputs["pixel_values"] = self.processing_class.image_processor.normalize_on_device(pixel_values, dtype)
         elif pixel_values is not None:
             inputs["pixel_values"] = pixel_values
+        inputs.update(self.forward_kwargs)
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 
