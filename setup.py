@@ -38,5 +38,14 @@ setup(
         "curate": ["rapidocr-onnxruntime>=1.4.4", "imagehash>=4.3", "scikit-image>=0.24"],
         "clinical": ["radgraph>=0.1.18", "RaTEScore>=0.6", "RadEval>=2.2"],
     },
-    entry_points={"console_scripts": []},
+    # One line per command, each the same as its `python -m` form (llava_medgpt/cli.py).
+    entry_points={
+        "console_scripts": [
+            "llava-medgpt-train=llava_medgpt.cli:train",
+            "llava-medgpt-eval=llava_medgpt.cli:evaluate",
+            "llava-medgpt-convert=llava_medgpt.cli:convert",
+            "llava-medgpt-curate=llava_medgpt.cli:curate",
+            "llava-medgpt-chat=llava_medgpt.cli:chat",
+        ]
+    },
 )

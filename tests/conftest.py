@@ -34,3 +34,19 @@ def tiny_checkpoint(tmp_path_factory):
         return built[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def trained_chat_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """A tiny gpt_oss checkpoint overfitted to known harmony replies (tests/chat_fixtures.py), and its PNG."""
+    from chat_fixtures import train_chat_checkpoint, write_red_png
+
+    folder = tmp_path_factory.mktemp("trained-chat")
+    png = write_red_png(folder / "red.png")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster than two contending ones
+    try:
+        checkpoint = train_chat_checkpoint(tiny_checkpoint("gpt_oss"), folder / "checkpoint", png)
+    finally:
+        torch.set_num_threads(threads)
+    return checkpoint, png

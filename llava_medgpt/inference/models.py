@@ -171,14 +171,19 @@ class ChatModel:
 
 
 def load_chat_model(path: str, dtype: torch.dtype | None = None, attn_implementation: str | None = None,
-                    template_kwargs: dict | None = None) -> ChatModel:
-    """Load a checkpoint folder (or hub id) with its processor/tokenizer; never trust_remote_code."""
+                    template_kwargs: dict | None = None, device_map: str | None = None) -> ChatModel:
+    """Load a checkpoint folder (or hub id) with its processor/tokenizer; never trust_remote_code.
+
+    device_map: passed to from_pretrained ("cuda" loads the weights straight onto the GPU).
+    """
     import llava_medgpt  # noqa: F401  registers the llava_medgpt Auto classes
 
     config = AutoConfig.from_pretrained(path, **NO_REMOTE_CODE)
     kwargs = dict(NO_REMOTE_CODE)
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     adapter = ADAPTERS.get(config.model_type)

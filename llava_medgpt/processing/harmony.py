@@ -1,13 +1,15 @@
-"""Reading GPT-oss (harmony) output as it streams: which channel each piece of text belongs to.
+"""Reading GPT-oss (harmony) output: the channels of a whole completion, or of a reply as it streams.
 
 Generation starts after the prompt's `<|start|>assistant`, so a reply looks like
 
     <|channel|>analysis<|message|>reasoning<|end|><|start|>assistant<|channel|>final<|message|>answer<|return|>
 
-`HarmonyParser` takes the reply as pieces that are either one whole special token or plain text (a token-level
-streamer produces exactly that; `split_pieces` cuts a decoded string the same way) and returns
-(channel, text) deltas. Text outside any header or message (a model that ignores the format, e.g. an untrained
-one) is reported on the final channel rather than hidden, so a user always sees what the model wrote.
+`parse_harmony` / `answer_text` read a whole completion (only the final channel is ever scored; the analysis is
+kept for inspection; text outside any message is not an answer). `HarmonyParser` reads a reply as it streams, as
+pieces that are either one whole special token or plain text (what a token-level streamer produces; `split_pieces`
+cuts a decoded string the same way), and returns (channel, text) deltas. For display, text outside any header or
+message (a model that ignores the format, e.g. an untrained one) is reported on the final channel rather than
+hidden, so a user always sees what the model wrote.
 """
 
 import re
@@ -24,6 +26,44 @@ from ..constants import (
     HARMONY_SPECIAL_TOKENS,
     HARMONY_START,
 )
+
+_MESSAGE_TERMINATORS = (HARMONY_END, HARMONY_RETURN, HARMONY_CALL, HARMONY_ENDOFTEXT, HARMONY_START)
+# `<|channel|>NAME [<|constrain|>...]<|message|>BODY` up to the next terminator (or the end of a truncated output).
+_MESSAGE_RE = re.compile(
+    re.escape(HARMONY_CHANNEL)
+    + r"\s*(?P<channel>[A-Za-z_]+)[^<]*?(?:<\|constrain\|>[^<]*)?"
+    + re.escape(HARMONY_MESSAGE)
+    + r"(?P<body>.*?)(?="
+    + "|".join(re.escape(t) for t in _MESSAGE_TERMINATORS)
+    + r"|\Z)",
+    re.DOTALL,
+)
+
+
+def is_harmony(text: str) -> bool:
+    """True when the text carries harmony channel markup."""
+    return HARMONY_CHANNEL in text
+
+
+def parse_harmony(text: str) -> dict[str, str | None]:
+    """Return {"analysis": str | None, "final": str | None} from a harmony completion.
+
+    Several messages on one channel are joined with a newline. A completion with no final channel
+    (e.g. cut off by max_new_tokens while reasoning) has final=None, which scores as no answer.
+    """
+    channels: dict[str, list[str]] = {}
+    for match in _MESSAGE_RE.finditer(text):
+        channels.setdefault(match.group("channel").lower(), []).append(match.group("body").strip())
+    joined = {name: "\n".join(bodies) for name, bodies in channels.items()}
+    return {"analysis": joined.get("analysis"), "final": joined.get("final")}
+
+
+def answer_text(output: str) -> str | None:
+    """The part of a raw completion that is scored: the final channel for harmony, else the whole text."""
+    if is_harmony(output):
+        return parse_harmony(output)["final"]
+    return output
+
 
 FINAL = "final"
 ANALYSIS = "analysis"
@@ -90,19 +130,4 @@ class HarmonyParser:
         return name[0].lower() if name else FINAL
 
 
-def parse_channels(text: str) -> dict[str, str]:
-    """A whole decoded reply -> {channel: text} (messages of one channel concatenated)."""
-    channels: dict[str, str] = {}
-    for channel, piece in HarmonyParser().feed_text(text):
-        channels[channel] = channels.get(channel, "") + piece
-    return channels
-
-
-def final_answer(text: str) -> str:
-    """The final-channel text of a decoded reply; a reply without harmony markup is its own answer."""
-    if not any(token in text for token in HARMONY_SPECIAL_TOKENS):
-        return text
-    return parse_channels(text).get(FINAL, "")
-
-
-__all__ = ["ANALYSIS", "FINAL", "HarmonyParser", "final_answer", "parse_channels", "split_pieces"]
+__all__ = ["ANALYSIS", "FINAL", "HarmonyParser", "answer_text", "is_harmony", "parse_harmony", "split_pieces"]

@@ -398,7 +398,7 @@ class MedGptProcessor(ProcessorMixin):
             generated_outputs, skip_special_tokens=skip_special_tokens and not self._is_harmony, **kwargs
         )
         if skip_special_tokens and self._is_harmony:
-            texts = [harmony.final_answer(text) for text in texts]
+            texts = [harmony.answer_text(text) or "" for text in texts]
         return texts
 
     @property
