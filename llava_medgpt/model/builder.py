@@ -40,6 +40,53 @@ def add_image_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
 
 
+# Embedding tables are padded to a multiple of 64 rows (GPT-oss: 200,019 tokenizer entries, 201,088 rows), which
+# keeps the head's matmul aligned for tensor cores.
+EMBEDDING_ROW_MULTIPLE = 64
+
+
+@contextmanager
+def _writable(weight: torch.Tensor):
+    """Gather a ZeRO-3-partitioned weight to modify it; rank 0's values are partitioned back (no-op otherwise)."""
+    if not hasattr(weight, "ds_id"):
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([weight], modifier_rank=0):
+        yield
+
+
+def _rows(weight: torch.Tensor) -> int:
+    return getattr(weight, "ds_shape", weight.shape)[0]  # a ZeRO-3 partition's full shape
+
+
+def fit_embeddings_to_tokenizer(language_model, tokenizer_size: int, original_size: int) -> list[int]:
+    """Give every token id a row, never removing one; returns the rows that were (re)initialised.
+
+    Ids below the table's row count already have a row: GPT-oss's tokenizer ends at 200,018 and its table has
+    201,088 rows, so the image tokens (ids 200,019-200,021) take reserved padding rows and the size stays. A tokenizer
+    longer than the table grows it to the next multiple of 64. The rows of the tokens added after `original_size`
+    and every row the table gains start at the mean of the original tokens' rows (input and output embeddings): the
+    reserved rows of a trained model are untrained (about zero), and a mean row neither dominates nor vanishes.
+    """
+    embeddings = language_model.get_input_embeddings()
+    rows = _rows(embeddings.weight)
+    target = max(rows, -(-tokenizer_size // EMBEDDING_ROW_MULTIPLE) * EMBEDDING_ROW_MULTIPLE)
+    if target > rows:
+        language_model.resize_token_embeddings(target, mean_resizing=False)
+    initialised = sorted(set(range(original_size, tokenizer_size)) | set(range(rows, target)))
+    weights = [language_model.get_input_embeddings().weight]
+    head = language_model.get_output_embeddings()
+    if head is not None and head.weight is not weights[0]:  # untied
+        weights.append(head.weight)
+    with torch.no_grad():
+        for weight in weights:
+            with _writable(weight):
+                weight[initialised] = weight[:original_size].float().mean(dim=0).to(weight.dtype)
+    return initialised
+
+
 def load_language_model(model_name_or_path: str, attn_implementation: str | None = None, dtype=None):
     text_config = AutoConfig.from_pretrained(model_name_or_path)
     kwargs = {"attn_implementation": resolve_attn_implementation(text_config, attn_implementation)}
@@ -105,9 +152,9 @@ def build_from_parts(
     language_model = load_language_model(model_name_or_path, attn_implementation, dtype)
     vision_model = load_vision_tower(vision_tower, dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    original_size = len(tokenizer)
     if add_image_tokens(tokenizer):
-        # New rows start at the mean embedding (transformers' mean_resizing), not at random.
-        language_model.resize_token_embeddings(len(tokenizer))
+        fit_embeddings_to_tokenizer(language_model, len(tokenizer), original_size)
 
     backbone = vision_backbone(vision_model.config)
     config = MedGptConfig(
