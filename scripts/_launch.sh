@@ -12,6 +12,7 @@
 #   ATTN_IMPLEMENTATION   default: the backbone's choice (GPT-oss: flex_attention on GPU, eager on CPU)
 #   MAX_STEPS             stop after this many optimizer steps (default: NUM_TRAIN_EPOCHS epochs)
 #   TRAIN_VISION_TOWER    1: add mm_vision_tower to the stage's STAGE_TUNABLE_PARTS; MM_TUNABLE_PARTS overrides both
+#   BF16_START_DIR        stage 0: where an MXFP4 start is converted to bf16, once (default: OUTPUT_ROOT/start_bf16)
 #   SAVE_STEPS, SAVE_TOTAL_LIMIT, DATALOADER_NUM_WORKERS, SEED, PYTHON
 #
 # On a machine without GPUs the same command runs CPU processes: DS_ACCELERATOR=cpu, gloo, fp32 (no bf16 on CPU).
@@ -182,6 +183,10 @@ launch_stage() {
   else
     [[ "$STAGE" == 0 ]] || _die "PREV_STAGE_CHECKPOINT is empty; stage $STAGE starts from the previous stage's output"
     VISION_TOWER_ARG="$VISION_TOWER"
+    # An MXFP4 language model (openai/gpt-oss-20b as published) is dequantised once to bf16 safetensors, which
+    # ZeRO-3 loads partitioned; transformers would load the MXFP4 files whole on every rank.
+    MODEL_NAME_OR_PATH="$("$PYTHON" -m llava_medgpt.model.dequantize "$MODEL_NAME_OR_PATH" --if-needed \
+      --cache-dir "${BF16_START_DIR:-$OUTPUT_ROOT/start_bf16}")" || _die "cannot prepare the start model $MODEL_NAME_OR_PATH"
   fi
   # The data recipe is checked once, before any process starts, with every problem listed at once.
   "$PYTHON" -m llava_medgpt.data.recipes "$DATA_RECIPE" --train-args "$@" >/dev/null \

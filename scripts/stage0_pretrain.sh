@@ -25,7 +25,9 @@ if [[ ! -f "$SCRIPT_DIR/_launch.sh" ]]; then  # sbatch runs a copy of this file 
 fi
 source "$SCRIPT_DIR/_launch.sh"
 
-# Start point: a language model and a vision tower (hub ids or local folders).
+# Start point: a language model and a vision tower (hub ids or local folders). openai/gpt-oss-20b is published in
+# MXFP4: the launcher converts it once to bf16 in $BF16_START_DIR (python -m llava_medgpt.model.dequantize SRC DST
+# does the same by hand; about 42 GB on disk), which ZeRO-3 then loads partitioned.
 : "${MODEL_NAME_OR_PATH:=openai/gpt-oss-20b}"
 : "${VISION_TOWER:=openai/clip-vit-large-patch14-336}"
 : "${PREV_STAGE_CHECKPOINT:=}"  # set to start from a MedGPT checkpoint folder instead

@@ -2,14 +2,17 @@
 
     model, processor = build_from_parts("openai/gpt-oss-20b", "openai/clip-vit-large-patch14-336")
 
-The language model is loaded with its own `from_pretrained` (so an MXFP4 GPT-oss checkpoint is dequantised to bf16
-for training and ZeRO-3 partitioned loading applies), the vision tower likewise, and only the projector is new.
+The language model is loaded with its own `from_pretrained` (under ZeRO-3 partitioned as it loads), the vision tower
+likewise, and only the projector is new. An MXFP4 checkpoint (openai/gpt-oss-20b as published) loads unpartitioned
+even under ZeRO-3, so it is refused there: `python -m llava_medgpt.model.dequantize` converts it once to bf16
+(stage 0 does it itself). Without ZeRO-3 it is dequantised at load.
 """
 
 from contextlib import contextmanager
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Mxfp4Config, PreTrainedTokenizerBase
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 from ..constants import IMAGE_SPECIAL_TOKENS, IMAGE_TOKEN
@@ -94,7 +97,14 @@ def load_language_model(model_name_or_path: str, attn_implementation: str | None
         kwargs["dtype"] = dtype
     quantization = getattr(text_config, "quantization_config", None) or {}
     if quantization.get("quant_method") == "mxfp4":
-        # Training on MXFP4 weights is refused by transformers; dequantise to the training dtype instead.
+        if is_deepspeed_zero3_enabled():
+            raise ValueError(
+                f"{model_name_or_path} is an MXFP4 checkpoint. transformers loads a quantised checkpoint without ZeRO-3 "
+                "partitioning, so every rank would hold the whole dequantised model. Convert it once and train from "
+                f"the bf16 copy: python -m llava_medgpt.model.dequantize {model_name_or_path} DST (stage 0 does this "
+                "itself: scripts/_launch.sh)"
+            )
+        # Training on MXFP4 weights is refused by transformers; without ZeRO-3, dequantise at load.
         kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
     return AutoModelForCausalLM.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
 
