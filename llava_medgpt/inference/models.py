@@ -176,8 +176,9 @@ def load_chat_model(path: str, dtype: torch.dtype | None = None, attn_implementa
 
     device_map: passed to from_pretrained ("cuda" loads the weights straight onto the GPU).
     """
-    import llava_medgpt  # noqa: F401  registers the llava_medgpt Auto classes
+    from ..model.auto import register_auto_classes
 
+    register_auto_classes()  # model_type "llava_medgpt" for the Auto classes below
     config = AutoConfig.from_pretrained(path, **NO_REMOTE_CODE)
     kwargs = dict(NO_REMOTE_CODE)
     if dtype is not None:

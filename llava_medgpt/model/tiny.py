@@ -9,18 +9,18 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, GenerationConfig
-from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
-from .backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
-from .builder import build_from_parts
-from .tokenizer import build_tiny_tokenizer
+# torch, transformers and the builder are imported inside the functions: `--help` answers at once.
 
 
 def create_tiny_language_model(path: str | Path, text_backbone: str = "gpt_oss", seed: int = 0) -> Path:
     """A tiny random causal LM folder (config, safetensors, tokenizer), as a hub LM checkpoint would be: its
     tokenizer lacks the image tokens, which the builder adds."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from .backbones import TINY_TEXT_CONFIGS
+    from .tokenizer import build_tiny_tokenizer
+
     if text_backbone not in TINY_TEXT_CONFIGS:
         raise ValueError(f"Unknown tiny text backbone {text_backbone!r}; known: {sorted(TINY_TEXT_CONFIGS)}")
     tokenizer = build_tiny_tokenizer(text_backbone, with_image_tokens=False)
@@ -38,6 +38,11 @@ def create_tiny_language_model(path: str | Path, text_backbone: str = "gpt_oss",
 
 
 def create_tiny_vision_tower(path: str | Path, vision_backbone: str = "clip", seed: int = 0) -> Path:
+    import torch
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    from .backbones import TINY_VISION_CONFIGS
+
     if vision_backbone not in TINY_VISION_CONFIGS:
         raise ValueError(f"Unknown tiny vision backbone {vision_backbone!r}; known: {sorted(TINY_VISION_CONFIGS)}")
     config = TINY_VISION_CONFIGS[vision_backbone]()
@@ -64,6 +69,10 @@ def create_tiny_checkpoint(
 
     It is assembled by the same builder that starts stage 0 from separately pretrained parts.
     """
+    import torch
+
+    from .builder import build_from_parts
+
     path = Path(path)
     with tempfile.TemporaryDirectory() as parts:
         language_model, vision_tower = create_tiny_parts(parts, text_backbone, vision_backbone, seed)
@@ -77,8 +86,10 @@ def create_tiny_checkpoint(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output_dir")
-    parser.add_argument("--text-backbone", default="gpt_oss", choices=sorted(TINY_TEXT_CONFIGS))
-    parser.add_argument("--vision-backbone", default="clip", choices=sorted(TINY_VISION_CONFIGS))
+    # Names are checked by the create_* functions (llava_medgpt.model.backbones.TINY_*_CONFIGS), not by argparse,
+    # so that --help does not import transformers.
+    parser.add_argument("--text-backbone", default="gpt_oss", help="a key of TINY_TEXT_CONFIGS (model/backbones.py)")
+    parser.add_argument("--vision-backbone", default="clip", help="a key of TINY_VISION_CONFIGS (model/backbones.py)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", action="store_true", help="write the separate language model and vision tower")
     args = parser.parse_args()

@@ -92,6 +92,9 @@ def setup_model(model_args: ModelArguments, training_args: TrainingArguments):
             model_args.model_name_or_path, model_args.vision_tower, model_args.attn_implementation, dtype=dtype
         )
     else:
+        from ..model.auto import register_auto_classes
+
+        register_auto_classes()  # a previous stage's MedGPT folder, through the Auto classes
         config = AutoConfig.from_pretrained(model_args.model_name_or_path)
         apply_rope_scaling(config.text_config, model_args)
         attn = resolve_attn_implementation(config.text_config, model_args.attn_implementation)
