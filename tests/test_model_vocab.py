@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer, models
 from transformers import AutoModelForCausalLM, GptOssConfig, PreTrainedTokenizerFast, Qwen2Config
 
-from llava_medgpt.constants import IMAGE_SPECIAL_TOKENS
+from llava_medgpt.constants import IMAGE_SPECIAL_TOKENS, IMAGE_TOKEN
+from llava_medgpt.model import MedGptConfig
 from llava_medgpt.model.builder import build_from_parts
 from llava_medgpt.model.tiny import create_tiny_language_model, create_tiny_vision_tower
 
@@ -67,7 +68,8 @@ def test_gpt_oss_image_tokens_take_reserved_rows_at_the_mean_and_the_table_keeps
     assert len(tokenizer) == GPT_OSS_TOKENIZER_SIZE + 3
     image_ids = tokenizer.convert_tokens_to_ids(list(IMAGE_SPECIAL_TOKENS))
     assert sorted(image_ids) == [200019, 200020, 200021]
-    assert model.config.image_token_id in image_ids
+    assert model.config.image_token_id == image_ids[IMAGE_SPECIAL_TOKENS.index(IMAGE_TOKEN)]
+    assert model.config.image_token_id == MedGptConfig().image_token_id  # the default config is this model's
 
     saved = load_file(lm_path / "model.safetensors")
     for name, module in (("model.embed_tokens.weight", model.get_input_embeddings()),

@@ -163,6 +163,41 @@ VISION_ENCODERS: dict[str, VisionEncoder] = {
     )
 }
 
+# The paper's language model as published: openai/gpt-oss-20b's config.json (its `rope_scaling` and `rope_theta` are
+# transformers 5's `rope_parameters`; the MXFP4 quantization_config is left out, the training copy is bf16). The
+# default text config of MedGptConfig, and what the memory plan (bench/memory_plan.py) builds on the meta device.
+GPT_OSS_TOKENIZER_SIZE = 200_019  # openai/gpt-oss-20b's tokenizer: ids 0-200,018 (the last, <|endofprompt|>)
+GPT_OSS_20B_TEXT_CONFIG = {
+    "vocab_size": 201_088,  # the tokenizer's 200,019 entries padded to a multiple of 64
+    "hidden_size": 2880,
+    "intermediate_size": 2880,
+    "num_hidden_layers": 24,
+    "layer_types": ["sliding_attention", "full_attention"] * 12,
+    "sliding_window": 128,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "attention_bias": True,
+    "attention_dropout": 0.0,
+    "num_local_experts": 32,
+    "num_experts_per_tok": 4,
+    "router_aux_loss_coef": 0.9,
+    "output_router_logits": False,
+    "hidden_act": "silu",
+    "swiglu_limit": 7.0,
+    "rms_norm_eps": 1e-5,
+    "initializer_range": 0.02,
+    "max_position_embeddings": 131_072,
+    "rope_parameters": {
+        "rope_type": "yarn", "rope_theta": 150_000.0, "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+        "truncate": False, "original_max_position_embeddings": 4096,
+    },
+    "tie_word_embeddings": False,
+    "pad_token_id": 199_999,  # <|endoftext|>
+    "eos_token_id": 200_002,  # <|return|>
+    "use_cache": True,
+}
+
 # Tiny random configs: the same architectures with toy sizes, for tests, demos and benchmarks.
 TINY_VISION_CONFIGS: dict[str, Callable[[], PreTrainedConfig]] = {
     name: encoder.tiny_config for name, encoder in VISION_ENCODERS.items()

@@ -5,6 +5,8 @@ from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from ..processing.geometry import DEFAULT_GEOMETRY, VisionGeometry
+from ..constants import IMAGE_SPECIAL_TOKENS, IMAGE_TOKEN
+from .backbones import GPT_OSS_20B_TEXT_CONFIG, GPT_OSS_TOKENIZER_SIZE
 from .loss import DEFAULT_TOKEN_CHUNK, DEFAULT_VOCAB_BLOCK, LOSS_IMPLEMENTATIONS
 
 
@@ -13,9 +15,9 @@ class MedGptConfig(PreTrainedConfig):
     r"""
     Configuration of [`MedGptForConditionalGeneration`].
 
-    vision_config: any transformers vision config (CLIP by default; SigLIP works too).
-    text_config: any causal-LM config (GPT-oss by default; Qwen2 and Llama work too).
-    image_token_id: id of the placeholder token that image features replace.
+    vision_config: any transformers vision config (default: CLIP-ViT-L/14@336's vision tower; SigLIP works too).
+    text_config: any causal-LM config (default: GPT-oss-20b, the paper's model; Qwen2 and Llama work too).
+    image_token_id: id of the placeholder token that image features replace (default: GPT-oss's, 200,020).
     downsample_ratio: pixel-shuffle ratio; 0.5 turns a 24x24 patch grid into 12x12 = 144 tokens
         of 4x the channel width (`vision_geometry` derives tile size and token counts from it and the
         vision config; odd grids are zero-padded first, see processing/geometry.py).
@@ -45,12 +47,14 @@ class MedGptConfig(PreTrainedConfig):
                 "projection_dim": 768,
             },
         ),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="gpt_oss"),
+        # GPT-oss-20b (transformers' GptOssConfig() defaults are the 120b shape).
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="gpt_oss", init_kwargs=GPT_OSS_20B_TEXT_CONFIG),
     }
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    image_token_id: int = 0
+    # The builder appends IMAGE_SPECIAL_TOKENS to the tokenizer: with GPT-oss's, <|image_pad|> is id 200,020.
+    image_token_id: int = GPT_OSS_TOKENIZER_SIZE + IMAGE_SPECIAL_TOKENS.index(IMAGE_TOKEN)
     downsample_ratio: float = 0.5
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "default"
