@@ -7,8 +7,11 @@ their expansion are ordinary text here; the processor handles them.
 Two templates, chosen by name from CONVERSATION_TEMPLATES (the language backbone's registry entry names one):
 
 - "medical_harmony": GPT-oss's harmony format, written out in Python so the assistant targets are known exactly.
-  It renders the same bytes as openai/gpt-oss-20b's chat_template.jinja (without tools), except that by default
-  earlier assistant turns keep their analysis channel (HarmonyOptions.earlier_reasoning, see there).
+  It renders the same bytes as openai_harmony (the oss-harmony package) and as the GPT-oss chat_template.jinja
+  revision that transformers' GPT-oss conversion script writes (without tools), except that by default earlier
+  assistant turns keep their analysis channel (HarmonyOptions.earlier_reasoning, see there). The hub revision that
+  ends the developer message with a blank line ("{instructions}\n\n<|end|>") differs by that blank line
+  (docs/conversation_templates.md, tests/test_processing_harmony_revisions.py).
 - "generic": the tokenizer's own jinja `chat_template` (Qwen2 ChatML, Llama-3, ...); targets are found by
   rendering growing prefixes of the conversation, so any prefix-stable template works without code changes.
 
