@@ -20,8 +20,8 @@ emphasis, `$`, full-width colons), the first rule that applies decides:
                    options A and B) do not matter once a statement is found.
  5. line_lead      the answer starts with "C. text" / "C) text" / "C: text" (the training targets' form), or
                    ends with a line "C. <option C's own text>": C, unless its text is another option's text
-                   ("contradiction"), or other lines also start with different option letters and its text is
-                   not option C's own (an echoed option list, "ambiguous").
+                   ("contradiction"), or other lines start with other option letters and either repeat their
+                   options' texts (an echoed option list) or its own text is not option C's ("ambiguous").
  6. mention        no statement: letters named as "option C", "choice C", "(C)", "[C]". Exactly one valid
                    letter and no other valid capital letter standing alone outside the option texts -> it
                    ("ambiguous" otherwise: "A or C", "(A) and (C)").
@@ -197,8 +197,9 @@ def parse_choice(output: str, options: dict[str, str]) -> ChoiceVerdict:
         if _names_other_option(rest, letter, options):
             return ChoiceVerdict(None, "contradiction")
         own_text = bool(rest.strip()) and _option_letter_for_text(rest, options) == letter
-        others = {lead for lead, _, _ in leads} - {letter}
-        if others & valid and not own_text:
+        others = [(lead, text) for lead, text, _ in leads if lead != letter and lead in valid]
+        echoed = any(_option_letter_for_text(text, options) == lead for lead, text in others)
+        if others and (echoed or not own_text):  # an echoed option list, or several letters offered
             return ChoiceVerdict(None, "ambiguous")
         return ChoiceVerdict(letter, "line_lead")
 
