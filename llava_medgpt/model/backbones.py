@@ -203,21 +203,30 @@ TINY_VISION_CONFIGS: dict[str, Callable[[], PreTrainedConfig]] = {
     name: encoder.tiny_config for name, encoder in VISION_ENCODERS.items()
 }
 
+# Default tiny attention head width. vLLM's CPU attention only takes certain widths (32, 64, 80, ...), so the
+# vLLM tests build their tiny checkpoints with head_dim=32; the default stays 16, which the other tests' expected
+# numbers were computed with.
+TINY_HEAD_DIM = 16
+TINY_NUM_HEADS, TINY_NUM_KV_HEADS = 4, 2
+
 TINY_TEXT_CONFIGS = {
     # Keeps GPT-oss's features: top-k routed MoE, attention sinks, alternating sliding/full layers, YaRN rope.
-    "gpt_oss": lambda vocab_size: GptOssConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=64, head_dim=16,
-        num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
+    "gpt_oss": lambda vocab_size, head_dim=TINY_HEAD_DIM: GptOssConfig(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=64, head_dim=head_dim,
+        num_attention_heads=TINY_NUM_HEADS, num_key_value_heads=TINY_NUM_KV_HEADS, num_hidden_layers=2,
         layer_types=["sliding_attention", "full_attention"], sliding_window=128,
         num_local_experts=4, num_experts_per_tok=2, router_aux_loss_coef=0.01,
         max_position_embeddings=131072,
     ),
-    "qwen2": lambda vocab_size: Qwen2Config(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-        num_key_value_heads=2, num_hidden_layers=2, max_position_embeddings=4096, tie_word_embeddings=False,
+    # hidden_size = heads * head_dim (64 at the default): these architectures tie the two.
+    "qwen2": lambda vocab_size, head_dim=TINY_HEAD_DIM: Qwen2Config(
+        vocab_size=vocab_size, hidden_size=TINY_NUM_HEADS * head_dim, intermediate_size=128,
+        num_attention_heads=TINY_NUM_HEADS, num_key_value_heads=TINY_NUM_KV_HEADS, num_hidden_layers=2,
+        max_position_embeddings=4096, tie_word_embeddings=False,
     ),
-    "llama": lambda vocab_size: LlamaConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-        num_key_value_heads=2, num_hidden_layers=2, max_position_embeddings=4096,
+    "llama": lambda vocab_size, head_dim=TINY_HEAD_DIM: LlamaConfig(
+        vocab_size=vocab_size, hidden_size=TINY_NUM_HEADS * head_dim, intermediate_size=128,
+        num_attention_heads=TINY_NUM_HEADS, num_key_value_heads=TINY_NUM_KV_HEADS, num_hidden_layers=2,
+        max_position_embeddings=4096,
     ),
 }
