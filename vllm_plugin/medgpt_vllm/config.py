@@ -1,6 +1,8 @@
 """`MedGptVllmConfig`: reads a llava_medgpt checkpoint's config.json (model_type "llava_medgpt") in vLLM's
 environment, whose transformers cannot import llava_medgpt's `MedGptConfig`. Same fields, same defaults."""
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.models.auto import CONFIG_MAPPING
@@ -32,8 +34,21 @@ class MedGptVllmConfig(PreTrainedConfig):
                 setattr(self, name, CONFIG_MAPPING[value.get("model_type", default_type)](**value))
         super().__post_init__(**kwargs)
 
+    # llava_medgpt.processing.geometry.VisionGeometry: floor(tile / patch) patches per side, zero-padded up to a
+    # multiple of the shuffle block (SigLIP-384: 27 -> 28), then one token per block.
+    @property
+    def shuffle_block(self) -> int:
+        return int(round(1 / self.downsample_ratio))
+
+    @property
+    def patch_grid(self) -> int:
+        return self.vision_config.image_size // self.vision_config.patch_size
+
+    @property
+    def padded_grid(self) -> int:
+        return math.ceil(self.patch_grid / self.shuffle_block) * self.shuffle_block
+
     @property
     def tokens_per_tile(self) -> int:
-        """Language-model tokens per vision tile after pixel shuffle (MedGptConfig.tokens_per_tile)."""
-        grid = self.vision_config.image_size // self.vision_config.patch_size
-        return int(grid * self.downsample_ratio) ** 2
+        """Language-model tokens per vision tile after the pixel shuffle."""
+        return (self.padded_grid // self.shuffle_block) ** 2

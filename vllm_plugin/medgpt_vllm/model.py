@@ -40,14 +40,15 @@ def pixel_shuffle(features: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 class MedGptProjector(nn.Module):
-    """Pixel shuffle, then LayerNorm -> Linear -> GELU -> Linear (llava_medgpt.model.modeling.MedGptProjector)."""
+    """Zero-pad odd patch grids, pixel shuffle, LayerNorm -> Linear -> GELU -> Linear (as llava_medgpt's projector)."""
 
     def __init__(self, config):
         super().__init__()
         if config.projector_hidden_act != "gelu":
             raise ValueError(f"projector_hidden_act {config.projector_hidden_act!r} is not supported (gelu only)")
         self.downsample_ratio = config.downsample_ratio
-        shuffled_dim = config.vision_config.hidden_size * int(round(1 / config.downsample_ratio)) ** 2
+        self.patch_grid, self.padded_grid = config.patch_grid, config.padded_grid
+        shuffled_dim = config.vision_config.hidden_size * config.shuffle_block**2
         text_dim = config.text_config.hidden_size
         self.norm = nn.LayerNorm(shuffled_dim)
         self.linear_1 = nn.Linear(shuffled_dim, text_dim)
@@ -56,9 +57,11 @@ class MedGptProjector(nn.Module):
 
     def forward(self, patch_features: torch.Tensor) -> torch.Tensor:
         # [N_tiles, S*S, C_vision] -> [N_tiles * (S*r)^2, C_text]
-        n_tiles, n_patches, channels = patch_features.shape
-        side = int(n_patches**0.5)
-        shuffled = pixel_shuffle(patch_features.reshape(n_tiles, side, side, channels), self.downsample_ratio)
+        n_tiles, _, channels = patch_features.shape
+        grid = patch_features.reshape(n_tiles, self.patch_grid, self.patch_grid, channels)
+        pad = self.padded_grid - self.patch_grid  # zero features at the bottom and right (odd grids)
+        grid = nn.functional.pad(grid, (0, 0, 0, pad, 0, pad)) if pad else grid
+        shuffled = pixel_shuffle(grid, self.downsample_ratio)
         return self.linear_2(self.act(self.linear_1(self.norm(shuffled.flatten(0, 2)))))
 
 

@@ -184,6 +184,14 @@ class MedGptMultiModalProcessor(BaseMultiModalProcessor[MedGptProcessingInfo]):
         missing = [grid for grid, cached in zip(grids, mm_is_cached.get("image", []), strict=True) if not cached]
         return {**inputs.hf_processor_mm_kwargs, GRIDS_KWARG: missing}
 
+    def _get_cache_missing_items(self, cache, mm_data_items: MultiModalDataItems, mm_hashes):
+        mm_is_cached, missing = super()._get_cache_missing_items(cache, mm_data_items, mm_hashes)
+        if "image" in missing:  # super() unwraps MediaWithBytes: keep the request's bytes for the JPEG draft rule
+            raw = mm_data_items.get_items("image", ImageProcessorItems).data
+            kept = [item for item, cached in zip(raw, mm_is_cached["image"], strict=True) if not cached]
+            missing = self.info.parse_mm_data({"image": kept}, validate=False)
+        return mm_is_cached, missing
+
     def _get_hf_mm_inputs(self, mm_items: MultiModalDataItems, hf_kwargs: Mapping[str, object]):
         # The raw items: MediaWithBytes keeps the request's file bytes, which `_call_hf_processor` decodes itself.
         if "image" not in mm_items:
