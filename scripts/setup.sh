@@ -2,14 +2,29 @@
 # Set up a fresh virtual environment for llava_medgpt in .venv (or $VENV).
 #
 # Run as: bash scripts/setup.sh            # the package, for training and evaluation
-#         bash scripts/setup.sh --tests    # + test extras and, as root on Debian, slurm-wlm/munge for the SLURM test
+#         bash scripts/setup.sh --tests    # + test extras and, as root on Debian, slurm-wlm/munge for the SLURM test,
+#                                          #   and the vLLM environment the serving tests use (SKIP_VLLM=1: not it)
+#         bash scripts/setup.sh --vllm     # only the vLLM serving environment, .venv-vllm (scripts/setup_vllm.sh);
+#                                          #   CUDA build when a GPU is visible, else CPU; --cpu / --cuda force one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 WITH_TESTS=0
-[[ "${1:-}" == "--tests" ]] && WITH_TESTS=1
+WITH_VLLM=0
+VLLM_ARGS=()
+for arg in "$@"; do
+  case $arg in
+    --tests) WITH_TESTS=1 ;;
+    --vllm) WITH_VLLM=1 ;;
+    --cpu|--cuda) VLLM_ARGS+=("$arg") ;;
+    *) echo "setup.sh: unknown argument $arg (use --tests, --vllm [--cpu|--cuda])" >&2; exit 2 ;;
+  esac
+done
+if [[ $WITH_VLLM == 1 && $WITH_TESTS == 0 ]]; then
+  exec bash scripts/setup_vllm.sh "${VLLM_ARGS[@]}"
+fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV"
@@ -36,5 +51,9 @@ if ! command -v nvidia-smi >/dev/null; then
   DS_ACCELERATOR=cpu "$VENV/bin/python" -c \
     "from deepspeed.accelerator import get_accelerator as g; g().create_op_builder('ShareMemCommBuilder').load()" \
     >/dev/null 2>&1 || echo "warning: could not prebuild DeepSpeed's CPU communication op; the first run builds it"
+fi
+# vLLM pins another transformers than ours, so it lives in its own venv; the vLLM tests skip without it.
+if [[ $WITH_TESTS == 1 && "${SKIP_VLLM:-0}" != 1 ]]; then
+  bash scripts/setup_vllm.sh "${VLLM_ARGS[@]}"
 fi
 echo "llava_medgpt installed in $VENV (activate with: . $VENV/bin/activate)"

@@ -1,6 +1,8 @@
 """Evaluate one checkpoint on the paper's benchmarks and write predictions, results, tables and a chart.
 
 Run as: python -m llava_medgpt.eval --model CKPT --tasks slake,medqa --data-dir DATA --output OUT
+        python -m llava_medgpt.eval --backend openai --base-url http://HOST:8000/v1 --model CKPT ...
+            (generation by an OpenAI-compatible server, e.g. scripts/serve.sh CKPT; docs/serving.md)
 
 Outputs in OUT:
     predictions/<task>.jsonl   raw output per example, written as produced (a rerun resumes from it)
@@ -16,6 +18,7 @@ torch, transformers and the model code are imported only once arguments are pars
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -65,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attn-implementation", help="e.g. eager (GPT-oss on CPU) or flex_attention (GPU)")
     parser.add_argument("--chat-template-kwargs", default="{}",
                         help='JSON passed to the chat template, e.g. \'{"reasoning_effort": "low"}\'')
+    parser.add_argument("--backend", choices=["hf", "openai"], default="hf",
+                        help="hf: transformers generate in this process; openai: an OpenAI-compatible server")
+    parser.add_argument("--base-url", help="server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="server key (or OPENAI_API_KEY)")
+    parser.add_argument("--concurrency", type=int, help="requests in flight for --backend openai (default: --batch-size)")
+    parser.add_argument("--image-markers", choices=["auto", "inline", "parts"], default="auto",
+                        help="openai: keep '<image>' markers in the text (inline, MedGPT-oss) or send image parts in "
+                             "their place (parts, HF-template baselines); auto picks by the checkpoint's model_type")
+    parser.add_argument("--server-wait", type=float, default=600.0, help="seconds to wait for the server to answer")
+    parser.add_argument("--request-retries", type=int, default=5,
+                        help="openai: retries of a failed request (backoff 2 s, doubling) before the run stops")
     parser.add_argument("--no-clinical-metrics", action="store_true", help="skip RadGraph / RaTEScore / RadCliQ")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--setting", action="append", default=[], metavar="[TASK=]NAME",
@@ -78,8 +92,6 @@ def evaluate(args: argparse.Namespace, seconds: dict[str, float] | None = None) 
     """Run every task; `seconds` (if given) receives the wall time of each task (loading + generation + scoring)."""
     import torch
 
-    from ..inference.generate import HFBackend
-    from ..inference.models import load_chat_model
     from .generation import GenerationSettings, PredictionFile, run_generation
     from .results import PAPER_TABLES, macro_averages, score_task, task_entry
 
@@ -100,30 +112,53 @@ def evaluate(args: argparse.Namespace, seconds: dict[str, float] | None = None) 
 
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
     template_kwargs = json.loads(args.chat_template_kwargs)
-    chat = load_chat_model(args.model, dtype=dtype, attn_implementation=args.attn_implementation,
-                           template_kwargs=template_kwargs)
+    backend, model_type, multimodal = make_backend(args, dtype, template_kwargs)
     label = args.label or Path(str(args.model).rstrip("/")).name
 
     tasks = {}
     for name, task in loaded.items():
         start = time.perf_counter()
         config = task.config
-        if not chat.multimodal and any(item.images or any(d.images for d in item.demos) for item in task.items):
+        if not multimodal and any(item.images or any(d.images for d in item.demos) for item in task.items):
             not_run[name] = f"{label} is a text-only model and this task has images"
             continue
         settings = GenerationSettings(model=str(args.model),
                                       max_new_tokens=args.max_new_tokens or config.max_new_tokens,
                                       batch_size=args.batch_size, seed=args.seed, template_kwargs=template_kwargs)
         store = PredictionFile(args.output / "predictions" / f"{name}.jsonl", settings)
-        outputs = run_generation(HFBackend(chat), task.items, config, store, progress=not args.no_progress)
+        outputs = run_generation(backend, task.items, config, store, progress=not args.no_progress)
         scores = score_task(config, task.items, outputs, clinical=not args.no_clinical_metrics)
         tasks[name] = task_entry(config, scores, task.skipped, task.source)
         seconds[name] += time.perf_counter() - start
-    return {"model": str(args.model), "model_type": chat.model_type, "label": label,
+    return {"model": str(args.model), "model_type": model_type, "label": label,
             "settings": {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "limit": args.limit,
                          "seed": args.seed, "chat_template_kwargs": template_kwargs},
             "tasks": tasks, "not_run": not_run, "macro_average": macro_averages(tasks),
             "tables": PAPER_TABLES}
+
+
+def make_backend(args: argparse.Namespace, dtype, template_kwargs: dict):
+    """(GenerationBackend, model_type, multimodal) for --backend hf (load the checkpoint) or openai (a server)."""
+    if args.backend == "hf":
+        from ..inference.generate import HFBackend
+        from ..inference.models import load_chat_model
+
+        chat = load_chat_model(args.model, dtype=dtype, attn_implementation=args.attn_implementation,
+                               template_kwargs=template_kwargs)
+        return HFBackend(chat), chat.model_type, chat.multimodal
+    from ..inference.openai_backend import OpenAIBackend, OpenAIServer, describe_served_model, load_local_tokenizer
+
+    if not args.base_url:
+        raise SystemExit("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    served = describe_served_model(args.model)
+    backend = OpenAIBackend(OpenAIServer(
+        base_url=args.base_url, model=str(args.model), api_key=args.api_key,
+        concurrency=args.concurrency or args.batch_size,
+        image_markers=served.image_markers if args.image_markers == "auto" else args.image_markers,
+        keep_special_tokens=served.harmony, template_kwargs=template_kwargs, max_retries=args.request_retries),
+        tokenizer=load_local_tokenizer(str(args.model)))
+    backend.wait_until_ready(timeout=args.server_wait)
+    return backend, served.model_type, served.multimodal
 
 
 def write_outputs(results: dict, output: Path, summary: str | None = None) -> None:

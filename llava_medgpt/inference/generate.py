@@ -23,13 +23,17 @@ class GenerationBackend(Protocol):
                  max_new_tokens: int) -> list[str]: ...
 
 
-def decode(chat: ChatModel, token_ids: torch.Tensor) -> str:
-    """New tokens -> text. Harmony outputs keep their special tokens (channels are parsed at scoring)."""
-    tokenizer = chat.tokenizer
-    ids = token_ids.tolist()
-    while ids and ids[-1] == tokenizer.pad_token_id:  # padding after an early stop
+def decode_tokens(tokenizer, ids: list[int], harmony: bool) -> str:
+    """New token ids -> text, the one decoding rule of every backend. Trailing padding (after an early stop in a
+    batch) is dropped; harmony outputs keep their special tokens (channels are parsed at scoring)."""
+    ids = list(ids)
+    while ids and ids[-1] == tokenizer.pad_token_id:
         ids.pop()
-    return tokenizer.decode(ids, skip_special_tokens=not chat.harmony)
+    return tokenizer.decode(ids, skip_special_tokens=not harmony)
+
+
+def decode(chat: ChatModel, token_ids: torch.Tensor) -> str:
+    return decode_tokens(chat.tokenizer, token_ids.tolist(), chat.harmony)
 
 
 class HFBackend:
@@ -53,4 +57,4 @@ class HFBackend:
         return [decode(chat, row) for row in new_tokens]
 
 
-__all__ = ["GenerationBackend", "HFBackend", "decode"]
+__all__ = ["GenerationBackend", "HFBackend", "decode", "decode_tokens"]
