@@ -13,9 +13,11 @@ tower's own numbers; see processing/geometry.py), saved in preprocessor_config.j
 Training can ship uint8 tiles from the loader workers (4x less memory and pinned-copy traffic) and normalise
 on the GPU with `normalize_on_device`.
 
-Speed: resizing uses torch's antialiased bicubic on uint8 tensors, the same filter as PIL's BICUBIC
-(measured max difference 2/255), several times faster than PIL on this kind of CPU; JPEGs are decoded at
-reduced scale when the target is much smaller (`use_jpeg_draft`). Figures in docs/preprocessing.md.
+Speed: resizing uses torch's antialiased bicubic on uint8 tensors, the same filter as PIL's BICUBIC (at most
+2/255 from PIL on 440 test images, thin and extreme aspect ratios included: bench/bench_pixel_bounds.py), several
+times faster than PIL on this kind of CPU; JPEGs are decoded at reduced scale when the target is much smaller
+(`use_jpeg_draft`), which changes pixels by more (up to 28/255 on scikit-image's samples, 101/255 on noise;
+docs/preprocessing.md).
 """
 
 from __future__ import annotations
@@ -251,10 +253,23 @@ class MedGptImageProcessor(BaseImageProcessor):
             raise ValueError(f"max_tiles_per_sample must be >= 1, got {settings['max_tiles_per_sample']}")
 
 
+# PIL resizes images taller than this many times their width vertically first, when it shrinks them vertically.
+TALL_IMAGE_RATIO = 100
+
+
 def resize_pixels(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Antialiased bicubic resize of uint8 [1, 3, H, W] pixels (PIL's BICUBIC filter, a = -0.5)."""
-    if pixels.shape[-2:] == (height, width):
+    """Antialiased bicubic resize of uint8 [1, C, H, W] pixels (PIL's BICUBIC filter, a = -0.5).
+
+    The filter is separable and each pass rounds to uint8, so the order of the passes shows where bicubic
+    overshoot is clipped. One interpolate call runs the horizontal pass first, as PIL does, except for very tall
+    thin images that shrink vertically, which PIL (12.x) resizes vertically first; doing the same keeps those
+    within PIL's pixels too (the other order is up to 18/255 off, on a 3x1000 noise image's thumbnail).
+    """
+    in_height, in_width = pixels.shape[-2:]
+    if (in_height, in_width) == (height, width):
         return pixels
+    if in_height > TALL_IMAGE_RATIO * in_width and height < in_height:
+        pixels = torch.nn.functional.interpolate(pixels, size=(height, in_width), mode="bicubic", antialias=True)
     return torch.nn.functional.interpolate(pixels, size=(height, width), mode="bicubic", antialias=True)
 
 
