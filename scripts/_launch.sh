@@ -174,6 +174,10 @@ _run_forwarding_signals() {
 
 launch_stage() {
   [[ "$PRESET" == tiny ]] && _prepare_tiny_assets
+  # The data recipe is checked first (seconds), with every problem listed at once: before a start model is
+  # prepared (minutes for an MXFP4 conversion) and before any training process starts.
+  "$PYTHON" -m llava_medgpt.data.recipes "$DATA_RECIPE" --train-args "$@" >/dev/null \
+    || _die "data recipe $DATA_RECIPE has the problems listed above"
   # Start point: the previous stage's folder, or (stage 0) a language model plus a vision tower.
   if [[ -n "${PREV_STAGE_CHECKPOINT:-}" ]]; then
     [[ -f "$PREV_STAGE_CHECKPOINT/COMPLETE" ]] || \
@@ -188,9 +192,6 @@ launch_stage() {
     MODEL_NAME_OR_PATH="$("$PYTHON" -m llava_medgpt.model.dequantize "$MODEL_NAME_OR_PATH" --if-needed \
       --cache-dir "${BF16_START_DIR:-$OUTPUT_ROOT/start_bf16}")" || _die "cannot prepare the start model $MODEL_NAME_OR_PATH"
   fi
-  # The data recipe is checked once, before any process starts, with every problem listed at once.
-  "$PYTHON" -m llava_medgpt.data.recipes "$DATA_RECIPE" --train-args "$@" >/dev/null \
-    || _die "data recipe $DATA_RECIPE has the problems listed above"
   mkdir -p "$OUTPUT_DIR"
   _tunable_parts
   _topology
