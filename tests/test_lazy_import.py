@@ -76,6 +76,21 @@ print(type(AutoConfig.from_pretrained({str(tiny)!r}, trust_remote_code=False))._
     assert out.stdout.strip() == "MedGptConfig"
 
 
+def test_registration_when_a_module_it_needs_imports_transformers_first(tiny):
+    """data.dataset -> processing.processor is the first to import transformers: the registration waits until
+    processor.py (which it needs) has finished, instead of importing it half-initialised."""
+    code = f"""
+import sys
+from llava_medgpt.data.dataset import MedGptDataset
+from transformers import AutoConfig, AutoProcessor
+print(type(AutoConfig.from_pretrained({str(tiny)!r}, trust_remote_code=False)).__name__,
+      type(AutoProcessor.from_pretrained({str(tiny)!r}, trust_remote_code=False)).__name__)
+"""
+    out = run_python("-c", code)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["MedGptConfig", "MedGptProcessor"]
+
+
 def test_unknown_attribute_is_an_attribute_error():
     missing = run_python("-c", "import llava_medgpt; llava_medgpt.NoSuchThing")
     assert "module 'llava_medgpt' has no attribute 'NoSuchThing'" in missing.stderr
