@@ -46,6 +46,7 @@ setup(
             "llava-medgpt-convert=llava_medgpt.cli:convert",
             "llava-medgpt-curate=llava_medgpt.cli:curate",
             "llava-medgpt-chat=llava_medgpt.cli:chat",
+            "llava-medgpt-export=llava_medgpt.cli:export",
         ]
     },
 )

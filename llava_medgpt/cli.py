@@ -5,6 +5,7 @@
     llava-medgpt-convert  python -m llava_medgpt.data.convert
     llava-medgpt-curate   python -m llava_medgpt.data.curate
     llava-medgpt-chat     python -m llava_medgpt.chat
+    llava-medgpt-export   python -m llava_medgpt.export
 
 Each function imports its command only when called, so installing or listing the scripts loads nothing heavy.
 """
@@ -43,6 +44,12 @@ def chat() -> int:
     return main()
 
 
+def export() -> int:
+    from .export.cli import main
+
+    return main()
+
+
 # console script -> (function here, the module `python -m` runs)
 CONSOLE_SCRIPTS = {
     "llava-medgpt-train": (train, "llava_medgpt.train"),
@@ -50,6 +57,7 @@ CONSOLE_SCRIPTS = {
     "llava-medgpt-convert": (convert, "llava_medgpt.data.convert"),
     "llava-medgpt-curate": (curate, "llava_medgpt.data.curate"),
     "llava-medgpt-chat": (chat, "llava_medgpt.chat"),
+    "llava-medgpt-export": (export, "llava_medgpt.export"),
 }
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def create_tiny_checkpoint(
     import torch
 
     from .builder import build_from_parts
+    from .card import write_model_card
 
     path = Path(path)
     with tempfile.TemporaryDirectory() as parts:
@@ -88,6 +89,7 @@ def create_tiny_checkpoint(
         model, processor = build_from_parts(str(language_model), str(vision_tower))
     model.save_pretrained(path)
     processor.save_pretrained(path)
+    write_model_card(path, model.config, processor)
     return path
 
 

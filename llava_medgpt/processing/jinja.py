@@ -40,20 +40,25 @@ def _option_defaults(namespace: str, options: dict) -> str:
     return "\n".join(lines)
 
 
-_CONTENT_MACRO = (
-    "{%- macro content_text(content) -%}\n"
-    "{%- if content is string -%}{{- content -}}\n"
-    "{%- elif content is iterable and content is not mapping -%}\n"
-    "{%- for item in content -%}\n"
-    f"{{%- if item.type == 'image' -%}}{{{{- {_literal(IMAGE_MARKER)} -}}}}\n"
-    "{%- elif item.type == 'text' -%}{{- item.text -}}\n"
-    "{%- else -%}{{- raise_exception('Unsupported content item type ' ~ item.type) -}}\n"
-    "{%- endif -%}\n"
-    "{%- endfor -%}\n"
-    "{%- else -%}{{- raise_exception('Message content must be a string or a list of content items') -}}\n"
-    "{%- endif -%}\n"
-    "{%- endmacro -%}\n"
-)
+def _content_macro(image_placeholder: str) -> str:
+    """content_text(content): text with one `image_placeholder` per image ("<image>" markers in strings too)."""
+    marker, placeholder = _literal(IMAGE_MARKER), _literal(image_placeholder)
+    string = "content" if image_placeholder == IMAGE_MARKER else f"content | replace({marker}, {placeholder})"
+    text = "item.text" if image_placeholder == IMAGE_MARKER else f"item.text | replace({marker}, {placeholder})"
+    return (
+        "{%- macro content_text(content) -%}\n"
+        f"{{%- if content is string -%}}{{{{- {string} -}}}}\n"
+        "{%- elif content is iterable and content is not mapping -%}\n"
+        "{%- for item in content -%}\n"
+        f"{{%- if item.type == 'image' -%}}{{{{- {placeholder} -}}}}\n"
+        f"{{%- elif item.type == 'text' -%}}{{{{- {text} -}}}}\n"
+        "{%- else -%}{{- raise_exception('Unsupported content item type ' ~ item.type) -}}\n"
+        "{%- endif -%}\n"
+        "{%- endfor -%}\n"
+        "{%- else -%}{{- raise_exception('Message content must be a string or a list of content items') -}}\n"
+        "{%- endif -%}\n"
+        "{%- endmacro -%}\n"
+    )
 
 _REASONING_MACRO = (
     "{%- macro reasoning_of(message) -%}\n"
@@ -82,8 +87,12 @@ _ROLE_CHECK = (
 )
 
 
-def harmony_chat_template(options: dict) -> str:
-    """Jinja text of MedicalHarmonyTemplate with `options` (every HarmonyOptions field) as defaults."""
+def harmony_chat_template(options: dict, image_placeholder: str = IMAGE_MARKER) -> str:
+    """Jinja text of MedicalHarmonyTemplate with `options` (every HarmonyOptions field) as defaults.
+
+    image_placeholder: what an image becomes in the text ("<image>" for our processor; an exported checkpoint's
+    processor expects its own image token).
+    """
     from .templates import EARLIER_REASONING_MODES, HARMONY_VALID_CHANNELS_LINE, REASONING_EFFORTS
 
     reserved = "[" + ", ".join(_literal(token) for token in HARMONY_SPECIAL_TOKENS) + "]"
@@ -100,7 +109,7 @@ def harmony_chat_template(options: dict) -> str:
         "{{- raise_exception('earlier_reasoning must be keep or drop, got ' ~ h.earlier_reasoning) -}}"
         "{%- endif -%}\n"
         "{%- set generation_prompt = add_generation_prompt is defined and add_generation_prompt -%}\n"
-        + _CONTENT_MACRO
+        + _content_macro(image_placeholder)
         + _REASONING_MACRO
         + _ROLE_CHECK
         + "{%- for message in messages -%}\n"
@@ -141,7 +150,7 @@ def harmony_chat_template(options: dict) -> str:
     )
 
 
-def generic_chat_template(tokenizer_template: str, options: dict) -> str:
+def generic_chat_template(tokenizer_template: str, options: dict, image_placeholder: str = IMAGE_MARKER) -> str:
     """Jinja text of GenericChatTemplate: message normalisation, then the tokenizer's template unchanged.
 
     trim_blocks (set by transformers and vLLM) removes the one newline after the marker comment, so the
@@ -157,7 +166,7 @@ def generic_chat_template(tokenizer_template: str, options: dict) -> str:
         + "\n"
         + f"{{%- if g.reasoning not in {list(GENERIC_REASONING_MODES)} -%}}"
         "{{- raise_exception('reasoning must be drop or think_tags, got ' ~ g.reasoning) -}}{%- endif -%}\n"
-        + _CONTENT_MACRO
+        + _content_macro(image_placeholder)
         + _REASONING_MACRO
         + _ROLE_CHECK
         + "{%- set normalised = namespace(messages=[]) -%}\n"

@@ -231,9 +231,9 @@ class MedicalHarmonyTemplate:
             out.add(HARMONY_START + "assistant")
         return out.build()
 
-    def chat_template(self) -> str:
+    def chat_template(self, image_placeholder: str = IMAGE_MARKER) -> str:
         """This template with its options as a jinja chat template (what `chat_template.jinja` holds)."""
-        return jinja.harmony_chat_template(asdict(self.options))
+        return jinja.harmony_chat_template(asdict(self.options), image_placeholder)
 
     @staticmethod
     def _check_no_reserved_tokens(messages: Sequence[Mapping[str, Any]]) -> None:
@@ -297,9 +297,9 @@ class GenericChatTemplate:
         self.options = options or GenericOptions()
         self.end_of_turn_token = self.options.end_of_turn_token or tokenizer.eos_token
 
-    def chat_template(self) -> str:
+    def chat_template(self, image_placeholder: str = IMAGE_MARKER) -> str:
         """This template as a jinja chat template: our message normalisation, then the tokenizer's template."""
-        return jinja.generic_chat_template(self.tokenizer_template, asdict(self.options))
+        return jinja.generic_chat_template(self.tokenizer_template, asdict(self.options), image_placeholder)
 
     def _plain_messages(self, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
         plain = []

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 
 import torch
 import torch.distributed as dist
@@ -25,6 +26,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 from ..data.collator import MedGptCollator
 from ..data.dataset import MedGptDataset
 from ..model.builder import resolve_attn_implementation
+from ..model.card import TrainingRecord, write_model_card
 from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
 from .checkpointing import is_complete, latest_complete_checkpoint, mark_complete, remove_incomplete_checkpoints
 from .freezing import parse_tunable_parts
@@ -168,8 +170,11 @@ def find_resume_checkpoint(training_args: TrainingArguments) -> str | None:
     return None if latest is None else str(latest)
 
 
-def save_stage_output(trainer: MedGptTrainer, processor, output_dir: str) -> None:
-    """The hand-off folder the next stage starts from; COMPLETE is written after everything else."""
+def save_stage_output(trainer: MedGptTrainer, processor, output_dir: str, record: TrainingRecord | None = None) -> None:
+    """The hand-off folder the next stage starts from; COMPLETE is written after everything else.
+
+    record: how the stage was trained, for the model card (README.md) the folder gets beside chat_template.jinja.
+    """
     merge_lora(trainer.model)  # LoRA: the next stage starts from plain weights
     trainer.save_model(output_dir)  # safetensors; under ZeRO-3 the weights are gathered first
     if trainer.args.should_save:
@@ -182,6 +187,8 @@ def save_stage_output(trainer: MedGptTrainer, processor, output_dir: str) -> Non
         processor.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "log_history.json"), "w", encoding="utf-8") as f:
             json.dump(trainer.state.log_history, f, indent=1)
+        record = replace(record, global_step=trainer.state.global_step) if record is not None else None
+        write_model_card(output_dir, trainer.model.config, processor, training=record)
     _barrier()
     if trainer.args.should_save:
         mark_complete(output_dir, content=f"global_step={trainer.state.global_step}\n")
@@ -232,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         _shutdown()
         return REQUEUE_EXIT_CODE
 
-    save_stage_output(trainer, processor, training_args.output_dir)
+    save_stage_output(trainer, processor, training_args.output_dir,
+                      TrainingRecord.from_args(model_args, data_args, training_args))
     if training_args.should_save:
         logger.info("Stage output (hand-off folder for the next stage): %s", os.path.abspath(training_args.output_dir))
     _shutdown()

@@ -1,0 +1,1 @@
+"""Exporting checkpoints to formats other stacks load without llava_medgpt (`llava-medgpt-export`)."""
