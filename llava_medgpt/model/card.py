@@ -10,6 +10,7 @@ It is written atomically (temporary file, fsync, rename) after the weights, so a
 import os
 import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 LICENCE_TERMS = (
@@ -48,9 +49,13 @@ class TrainingRecord:
         recipe_text = None
         if data_args.data_path and os.path.isfile(data_args.data_path):
             recipe_text = Path(data_args.data_path).read_text(encoding="utf-8")
-        settings = {name: getattr(training_args, name) for name in CARD_SETTINGS if hasattr(training_args, name)}
+        settings = {name: _plain(getattr(training_args, name)) for name in CARD_SETTINGS if hasattr(training_args, name)}
         return cls(start, data_args.data_path, recipe_text, model_args.mm_tunable_parts, settings, global_step,
                    getattr(training_args, "world_size", None))
+
+
+def _plain(value):
+    return value.value if isinstance(value, Enum) else value  # e.g. SchedulerType.LINEAR -> "linear"
 
 
 def _count(config) -> str:
