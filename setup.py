@@ -9,7 +9,11 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["llava_medgpt", "llava_medgpt.*"]),
     include_package_data=True,
-    package_data={"llava_medgpt.data.curate": ["configs/*.yaml", "prompts/*.txt"]},
+    package_data={
+        "llava_medgpt.data.curate": ["configs/*.yaml", "prompts/*.txt"],
+        "llava_medgpt.eval": ["paper_results.yaml"],
+        "llava_medgpt.eval.tasks": ["configs/*.yaml"],
+    },
     install_requires=[
         # Install torch first (README): a bare requirement may otherwise pull a multi-GB CUDA build.
         "torch>=2.6",

@@ -22,7 +22,8 @@ import os
 import time
 from pathlib import Path
 
-from .tasks import PAPER_SETTING, TASK_DIR, MissingData, load_config, load_task, parse_task_paths, parse_tasks
+from .tasks import (PAPER_SETTING, TASK_DIR, MissingData, load_config, load_task, parse_task_paths, parse_tasks,
+                    task_names)
 
 logger = logging.getLogger("llava_medgpt.eval")
 
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llava_medgpt.eval", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint folder (or hub id when online)")
     parser.add_argument("--tasks", required=True,
-                        help="comma list of task names, 'all', or table4 / table5 / table6 / figure2")
+                        help="comma list of task names, 'all', or table4 / table5 / table6 / figure2; tasks: "
+                        + ", ".join(task_names(TASK_DIR)))
     parser.add_argument("--output", required=True, type=Path, help="output folder (reused to resume)")
     parser.add_argument("--data-dir", type=Path, help="folder holding each benchmark in its release layout")
     parser.add_argument("--task-path", action="append", default=[], metavar="NAME=PATH",

@@ -1,15 +1,13 @@
 """Markdown tables laid out like the paper's Tables 4, 5, 6 (and Figure 2's numbers), with the evaluated
 checkpoint's column (score, 95% interval, n scored / skipped) beside the published rows of
-eval/paper_results.yaml, and the plain-text summary the runner prints at the end of a run."""
+llava_medgpt/eval/paper_results.yaml, and the plain-text summary the runner prints at the end of a run."""
 
 from pathlib import Path
 
 import yaml
 
 from .results import METRIC_NAMES, macro_average
-from .tasks import TASK_DIR
-
-PAPER_RESULTS = TASK_DIR / "paper_results.yaml"
+PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.yaml"  # package data
 TABLE_ORDER = ("4", "5", "6", "figure2", "readme")
 FIGURE2_METRICS = ("radgraph_f1", "ratescore", "inv_radcliq_v1", "bleu4", "rouge_l")
 DASH = "–"

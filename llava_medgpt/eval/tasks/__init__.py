@@ -1,4 +1,4 @@
-"""Benchmark registry: task definitions (eval/*.yaml at the repository root) -> EvalItems.
+"""Benchmark registry: task definitions (llava_medgpt/eval/tasks/configs/*.yaml) -> EvalItems.
 
     from llava_medgpt.eval.tasks import load_task, iter_eval_items
     task = load_task("slake", data_dir="/data/benchmarks")     # LoadedTask(config, items, skipped)
@@ -61,7 +61,8 @@ from .vqa import (
 )
 
 logger = logging.getLogger(__name__)
-TASK_DIR = Path(__file__).resolve().parents[3] / "eval"
+# Shipped inside the package (package data), so an installed copy finds its tasks.
+TASK_DIR = Path(__file__).resolve().parent / "configs"
 
 Records = Callable[[TaskConfig, Path, str], list[dict]]
 Convert = Callable[[dict, TaskConfig, Path | None], EvalItem]
@@ -107,7 +108,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 
 
 def task_names(task_dir: Path = TASK_DIR) -> list[str]:
-    return sorted(p.stem for p in task_dir.glob("*.yaml") if p.stem != "paper_results")
+    return sorted(p.stem for p in task_dir.glob("*.yaml"))
 
 
 def load_config(name: str, task_dir: Path = TASK_DIR) -> TaskConfig:

@@ -1,4 +1,4 @@
-"""What a benchmark becomes before prompting: `TaskConfig` (one eval/*.yaml file) and `EvalItem` (one example).
+"""What a benchmark becomes before prompting: `TaskConfig` (one tasks/configs/*.yaml file) and `EvalItem` (one example).
 
 Record -> EvalItem conversion lives in the per-benchmark modules; EvalItem -> chat messages lives in
 `llava_medgpt.eval.prompts`. Records that cannot be converted raise `BadRecord`, are skipped and counted.
