@@ -34,7 +34,11 @@ setup(
     extras_require={
         # flash-attn cannot build without CUDA, and transformers refuses it for GPT-oss (attention sinks).
         "flash": ["flash-attn>=2.6"],
-        "test": ["pytest>=8", "scikit-image>=0.24", "scipy>=1.11", "oss-harmony==0.0.11"],
+        # The web demo (llava-medgpt-demo). gradio caps pillow below 13.
+        "demo": ["gradio>=6.31,<7"],
+        # selenium drives Debian's chromium in the demo's browser test (scripts/setup.sh --tests installs it).
+        "test": ["pytest>=8", "scikit-image>=0.24", "scipy>=1.11", "oss-harmony==0.0.11", "gradio>=6.31,<7",
+                 "selenium>=4.30"],
         # Report metrics (docs/evaluation.md). They fetch their models from a hub on first use and, here, resolve to
         # torch 2.14.1 + CUDA wheels: install them where that is wanted, after torch.
         # Pretraining-data curation (llava_medgpt.data.curate): OCR with its models inside the wheel, perceptual
@@ -51,6 +55,7 @@ setup(
             "llava-medgpt-curate=llava_medgpt.cli:curate",
             "llava-medgpt-chat=llava_medgpt.cli:chat",
             "llava-medgpt-export=llava_medgpt.cli:export",
+            "llava-medgpt-demo=llava_medgpt.cli:demo",
         ]
     },
 )

@@ -6,6 +6,7 @@
     llava-medgpt-curate   python -m llava_medgpt.data.curate
     llava-medgpt-chat     python -m llava_medgpt.chat
     llava-medgpt-export   python -m llava_medgpt.export
+    llava-medgpt-demo     python -m llava_medgpt.demo
 
 Each function imports its command only when called, so installing or listing the scripts loads nothing heavy.
 """
@@ -50,6 +51,12 @@ def export() -> int:
     return main()
 
 
+def demo() -> int:
+    from .demo.cli import main
+
+    return main()
+
+
 # console script -> (function here, the module `python -m` runs)
 CONSOLE_SCRIPTS = {
     "llava-medgpt-train": (train, "llava_medgpt.train"),
@@ -58,6 +65,7 @@ CONSOLE_SCRIPTS = {
     "llava-medgpt-curate": (curate, "llava_medgpt.data.curate"),
     "llava-medgpt-chat": (chat, "llava_medgpt.chat"),
     "llava-medgpt-export": (export, "llava_medgpt.export"),
+    "llava-medgpt-demo": (demo, "llava_medgpt.demo"),
 }
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ if [[ $WITH_TESTS == 1 ]]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
   fi
+  # The web demo's browser test drives Debian's chromium through chromedriver (selenium, from the test extra).
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && ! command -v chromedriver >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
 else
   "$VENV/bin/python" -m pip install --quiet -e .
 fi

@@ -211,3 +211,23 @@ def test_stock_transformers_without_llava_medgpt_matches_ours(exported, trained_
         torch.testing.assert_close(pixels, reference, atol=1e-5, rtol=0)
         bound = 2 / 255 / min(image_processor.image_std) + 1e-5
         assert float((pixels - ours["pixel_values"]).abs().max()) <= bound, name
+
+
+def test_multi_image_budget_maps_with_the_common_cap(exported):
+    """Three 1344x1008 images exceed our 26-tile sample budget: GotOcr2 alone tiles them 13 each, with
+    max_patches = the largest grid our rule picked it tiles them as we do."""
+    import llava_medgpt  # noqa: F401
+    from transformers import AutoProcessor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    checkpoint, out, _ = exported
+    ours = AutoProcessor.from_pretrained(checkpoint).image_processor
+    stock = GotOcr2ImageProcessorPil.from_pretrained(out)
+    sizes = [(1344, 1008)] * 3
+    grids = ours.tile_grids_for_sample(sizes)
+    ours_tiles = [c * r + 1 for c, r in grids]
+    assert sum(ours_tiles) <= ours.max_tiles_per_sample < 3 * 13
+    images = [Image.new("RGB", size) for size in sizes]
+    assert stock(images, return_tensors="pt")["num_patches"].tolist() == [13, 13, 13]
+    cap = max(c * r for c, r in grids)
+    assert stock(images, max_patches=cap, return_tensors="pt")["num_patches"].tolist() == ours_tiles
