@@ -13,6 +13,7 @@
 #   MAX_STEPS             stop after this many optimizer steps (default: NUM_TRAIN_EPOCHS epochs)
 #   TRAIN_VISION_TOWER    1: add mm_vision_tower to the stage's STAGE_TUNABLE_PARTS; MM_TUNABLE_PARTS overrides both
 #   BF16_START_DIR        stage 0: where an MXFP4 start is converted to bf16, once (default: OUTPUT_ROOT/start_bf16)
+#   INDEX_CACHE_DIR       where the record indexes go (default: beside each manifest; set it for read-only datasets)
 #   SAVE_STEPS, SAVE_TOTAL_LIMIT, DATALOADER_NUM_WORKERS, SEED, PYTHON
 #
 # On a machine without GPUs the same command runs CPU processes: DS_ACCELERATOR=cpu, gloo, fp32 (no bf16 on CPU).
@@ -149,6 +150,7 @@ _train_args() {
   [[ -n "${CONVERSATION_VERSION:-}" ]] && TRAIN_ARGS+=(--version "$CONVERSATION_VERSION")
   [[ -n "${ATTN_IMPLEMENTATION:-}" ]] && TRAIN_ARGS+=(--attn_implementation "$ATTN_IMPLEMENTATION")
   [[ -n "${MAX_STEPS:-}" ]] && TRAIN_ARGS+=(--max_steps "$MAX_STEPS")
+  [[ -n "${INDEX_CACHE_DIR:-}" ]] && TRAIN_ARGS+=(--index_cache_dir "$INDEX_CACHE_DIR")
   if [[ -n "${ROPE_SCALING_TYPE:-}" ]]; then
     TRAIN_ARGS+=(--rope_scaling_type "$ROPE_SCALING_TYPE" --rope_scaling_factor "$ROPE_SCALING_FACTOR"
                  --rope_original_max_position_embeddings "$ROPE_ORIGINAL_MAX_POSITION_EMBEDDINGS")

@@ -341,3 +341,111 @@ datasets:
     assert dict(report.counts) == {"too_many_images": 2}
     assert sorted(report.ids["too_many_images"]) == ["many/m27", "many/m300"]
     assert "27 images cannot fit max_tiles_per_sample=26" in report.examples["too_many_images"]
+
+
+def _one_source_recipe(tmp_path, manifest, images=None, strategy="all"):
+    recipe = tmp_path / f"{manifest.stem}.yaml"
+    folder = f"\n    image_folder: {images}" if images is not None else ""
+    recipe.write_text(f"""
+seed: 0
+datasets:
+  - name: src
+    json_path: {manifest}{folder}
+    sampling_strategy: "{strategy}"
+""")
+    return recipe
+
+
+def _skips_through_workers(dataset, processor):
+    collate = MedGptCollator(pad_token_id=processor.tokenizer.pad_token_id, layout="padded")
+    report = SkipReport(max_fraction=1.0, min_samples=0)
+    trained = []
+    for batch in DataLoader(dataset, batch_size=2, shuffle=False, num_workers=2, collate_fn=collate):
+        report.update(batch["meta"])
+        trained += batch["meta"].sample_ids
+    return report, trained
+
+
+def test_record_paths_that_crashed_workers_are_counted_skips(processor, tmp_path):
+    """A NUL byte (ValueError) and a symlink loop (RuntimeError) in an image path, a lone surrogate in the text
+    (TypeError in the tokenizer) and a non-list 'image' crashed the loader worker, on every restart."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 64), (90, 20, 30)).save(images / "a.png")
+    (images / "loop1.png").symlink_to(images / "loop2.png")
+    (images / "loop2.png").symlink_to(images / "loop1.png")
+    surrogate = json.loads('"what is \\ud800 shown?"')
+    records = [
+        image_record(0, "a.png"),
+        image_record(1, "scan\x00.png"),
+        image_record(2, "loop1.png"),
+        {"id": "s3", "conversations": [{"from": "human", "value": surrogate}, {"from": "gpt", "value": "x"}]},
+        image_record(4, str(images / "a.png")),  # absolute, inside the root: allowed (docs/preprocessing.md)
+    ]
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    dataset = MedGptDataset(_one_source_recipe(tmp_path, tmp_path / "bad.jsonl", images), processor,
+                            max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    report, trained = _skips_through_workers(dataset, processor)
+    assert trained == ["m0", "m4"]
+    assert dict(report.counts) == {"invalid_record": 1, "image_load": 1, "template": 1}
+    assert report.ids == {"invalid_record": ["src/m1"], "image_load": ["src/m2"], "template": ["src/s3"]}
+    assert "NUL byte" in report.examples["invalid_record"]
+    assert "loop1.png: symlink loop" in report.examples["image_load"]
+    assert "not valid Unicode" in report.examples["template"]
+
+
+def test_the_processor_itself_turns_record_paths_into_sample_errors(processor, tmp_path):
+    """tokenize_conversation is public: its own path handling must not leak ValueError / RuntimeError."""
+    from llava_medgpt.processing.processor import SampleError, SampleImageError
+
+    (tmp_path / "l1.png").symlink_to(tmp_path / "l2.png")
+    (tmp_path / "l2.png").symlink_to(tmp_path / "l1.png")
+    for path, match in [("a\x00.png", "NUL byte"), ("l1.png", "symlink loop"), ("../x.png", "leaves the image root")]:
+        with pytest.raises(SampleImageError, match=match):
+            processor.tokenize_conversation(image_record(0, path), image_root=tmp_path)
+    with pytest.raises(SampleError, match="'image' must be a path"):
+        processor.tokenize_conversation(image_record(0, 17), image_root=tmp_path)
+
+
+def test_a_repeated_record_id_is_skipped_not_trained_twice(processor, tmp_path):
+    records = [text_record(0), text_record(1), text_record(0), text_record(2), text_record(0)]
+    records[2]["conversations"][-1]["value"] = "a different answer under the same id"
+    manifest = tmp_path / "dup.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    dataset = MedGptDataset(_one_source_recipe(tmp_path, manifest), processor, max_length=MAX_LENGTH,
+                            cache_dir=tmp_path / "cache")
+    report, trained = _skips_through_workers(dataset, processor)
+    assert trained == ["t0", "t1", "t2"]
+    assert report.ids == {"duplicate_id": ["src/t0", "src/t0"]}
+    assert "record 2 of dup.jsonl repeats the id of record 0" in report.examples["duplicate_id"]
+    index = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+    assert index.earlier_duplicates(4) == [2, 0] and index.earlier_duplicates(1) == []
+    # A sampled subset that leaves out the first copy trains the later one.
+    dataset = MedGptDataset(_one_source_recipe(tmp_path, manifest, strategy="end:3"), processor,
+                            max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
+    report, trained = _skips_through_workers(dataset, processor)
+    assert trained == ["t0", "t2"] and report.ids == {"duplicate_id": ["src/t0"]}
+
+
+def test_an_edit_that_keeps_size_and_mtime_gets_a_fresh_index(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(text_record(1)) + "\n" + json.dumps(text_record(2)) + "\n")
+    before = manifest.stat()
+    first = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+    assert first.read(0)["id"] == "t1"
+    # Same byte count, and the mtime put back (as `cp -p`, `touch -r` or a second-resolution sync would).
+    manifest.write_text(json.dumps(text_record(3)) + "\n" + json.dumps(text_record(1)) + "\n")
+    os.utime(manifest, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert manifest.stat().st_size == before.st_size and manifest.stat().st_mtime_ns == before.st_mtime_ns
+    again = RecordIndex.open(manifest, cache_dir=tmp_path / "cache")
+    assert again.index_dir != first.index_dir
+    assert [again.read(0)["id"], again.read(1)["id"]] == ["t3", "t1"]
+
+
+def test_an_index_location_that_cannot_be_written_is_named(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(text_record(1)) + "\n")
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=r"cannot create the record index of .*m\.jsonl in .*not_a_folder"):
+        RecordIndex.open(manifest, cache_dir=blocker / "index")

@@ -192,6 +192,42 @@ def test_paths_may_not_leave_the_image_root(tmp_path):
         load_image("link_out.png", image_root=root)
 
 
+def test_paths_that_cannot_resolve_are_image_load_errors_naming_them(tmp_path):
+    """A NUL byte (ValueError from the OS layer) and a symlink loop (RuntimeError) used to escape as crashes."""
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "loop_a.png").symlink_to(root / "loop_b.png")
+    (root / "loop_b.png").symlink_to(root / "loop_a.png")
+    with pytest.raises(ImageLoadError, match="NUL byte"):
+        resolve_image_path(root, "scan\x00.png")
+    with pytest.raises(ImageLoadError, match="loop_a.png: symlink loop"):
+        resolve_image_path(root, "loop_a.png")
+    with pytest.raises(ImageLoadError, match="loop_a.png"):
+        load_image("loop_a.png", image_root=root)
+    with pytest.raises(ImageLoadError, match="NUL byte"):
+        load_image("a\x00b.png", image_root=root)
+
+
+def test_sixteen_bit_stretch_needs_no_full_size_float_copies():
+    """A 9400 x 9400 16-bit PNG (under the pixel limit) took 3.3 GB per worker: full-image float64 temporaries."""
+    import tracemalloc
+
+    from llava_medgpt.processing.image_io import _stretch_to_uint8
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(100, 4000, size=(2000, 3000), dtype=np.uint16)
+    tracemalloc.start()
+    try:
+        got = _stretch_to_uint8(values)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    low, high = int(values.min()), int(values.max())
+    np.testing.assert_array_equal(got, np.rint((values.astype(np.float64) - low) / (high - low) * 255))
+    # The uint8 result (6 MB) plus float64 chunks of 8 MiB; one full-size float64 copy alone would be 48 MB.
+    assert peak <= got.nbytes + (24 << 20), peak
+
+
 # ------------------------------------------------------------------------------------------- DICOM
 
 
@@ -262,6 +298,20 @@ def test_dicom_detected_by_magic_in_bytes_and_rgb_dicom():
     assert read_image_size(data) == (64, 64)
     rgb_path = get_testdata_file("SC_rgb_small_odd.dcm")
     np.testing.assert_array_equal(as_array(load_image(rgb_path)), pydicom.dcmread(rgb_path).pixel_array)
+
+
+def test_dicom_without_pixel_data_says_so(tmp_path):
+    """It was reported as a "zero-sized" image (the header read stopped before the pixels)."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelData, ds.Rows, ds.Columns
+    path = tmp_path / "report.dcm"
+    ds.save_as(path)
+    for read in (read_image_size, load_image):
+        with pytest.raises(ImageLoadError, match="report.dcm: DICOM file has no pixel data"):
+            read(path)
+    with open(path, "rb") as handle:
+        with pytest.raises(ImageLoadError, match="no pixel data"):
+            read_image_size(handle.read())
 
 
 def test_truncated_dicom_raises_naming_it():

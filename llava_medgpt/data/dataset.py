@@ -12,7 +12,12 @@ recipe's order and `select_indices` picks the same records on every rank. Per sa
 13 bytes (memory-mapped, shared by the ranks of a node) plus 8 bytes of selection for subsampled sources.
 
 A sample that cannot be prepared comes back as a `SkippedSample` with its reason (SKIPPED_ERRORS); the collator
-drops it and counts it. Any other exception is a bug and propagates.
+drops it and counts it. This is the one place where a record's failures become skips: unparsable JSON, schema
+errors, a repeated id, unreadable or escaping image paths (NUL bytes, symlink loops), the tile budget, templates,
+length. Any other exception is a bug and propagates.
+
+A record whose id an earlier *selected* record of the same manifest already has is skipped as `duplicate_id`
+(the record index lists repeated ids), so a manifest that holds a record twice does not train it twice.
 """
 
 import os
@@ -30,10 +35,17 @@ from .recipes import Recipe, load_recipe, select_indices
 from .records import RecordError, record_images, validate_record
 from .skips import SkippedSample
 
+
+
+class DuplicateRecordError(RecordError):
+    """The record's id was already read from an earlier record of the same manifest."""
+
+
 # Exception class -> skip reason, checked in order. The processor's SampleError subclasses carry their own
 # `reason` (too_long, image_load, no_target, template, ...), so a new kind of bad sample needs no entry here.
 SKIPPED_ERRORS: tuple[tuple[type[Exception], str | None], ...] = (
     (MalformedRecordError, "malformed_json"),
+    (DuplicateRecordError, "duplicate_id"),
     (RecordError, "invalid_record"),
     (ImageLoadError, "image_load"),
     (SampleError, None),  # None: use error.reason
@@ -59,6 +71,14 @@ class Source:
     index: RecordIndex
     selected: np.ndarray | range  # record numbers in the manifest, in reading order
     image_folder: str | None
+
+
+def _selects(source: Source, record_number: int) -> bool:
+    """Whether the source's selection (a range, or sorted record numbers) holds record_number."""
+    if isinstance(source.selected, range):
+        return record_number in source.selected
+    position = int(np.searchsorted(source.selected, record_number))
+    return position < len(source.selected) and int(source.selected[position]) == record_number
 
 
 def skip_reason(error: Exception) -> str:
@@ -126,7 +146,11 @@ class MedGptDataset(Dataset):
             record = source.index.read(record_number)
             if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:
                 sample_id = record["id"]  # name the sample by its id even if the rest of it is invalid
-            validate_record(record)
+            validate_record(record, allow_absolute_paths=True)  # resolve_image_path keeps them inside the root
+            earlier = next((i for i in source.index.earlier_duplicates(record_number) if _selects(source, i)), None)
+            if earlier is not None:
+                raise DuplicateRecordError(sample_id, f"record {record_number} of {source.index.manifest.name} "
+                                                      f"repeats the id of record {earlier}")
             if record_images(record) and source.image_folder is None:
                 # Without a root, image paths would resolve against the working directory.
                 raise RecordError(sample_id, f"refers to images but source {source.name!r} has no image_folder")
@@ -167,6 +191,7 @@ class MedGptDataset(Dataset):
 
 
 __all__ = [
+    "DuplicateRecordError",
     "LENGTH_ESTIMATE_IMAGE_SIZE",
     "MedGptDataset",
     "SKIPPED_ERRORS",

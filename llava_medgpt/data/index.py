@@ -8,7 +8,8 @@ per record, times ranks); here one streaming pass writes, per record,
     num_images   uint8   images the record refers to (0: text-only)
 
 as .npy files that are memory-mapped on load (13 bytes per record, shared through the page cache by all ranks on a
-node). Reading record i is one `os.pread` of bytes [offsets[i], offsets[i+1]) and one `json.loads`; pread keeps no
+node), plus `duplicates.npy`: records whose "id" an earlier record of the manifest already has (usually empty),
+each with that earlier record's number, so the dataset can skip and count them instead of training twice. Reading record i is one `os.pread` of bytes [offsets[i], offsets[i+1]) and one `json.loads`; pread keeps no
 file position, so DataLoader workers forked from one process can share the descriptor.
 
 Manifest formats (registry MANIFEST_FORMATS, by file suffix):
@@ -16,12 +17,16 @@ Manifest formats (registry MANIFEST_FORMATS, by file suffix):
     .json     one JSON list of records (streamed with raw_decode, never loaded whole)
     .parquet  converted once to an uncompressed Arrow IPC file beside the index and memory-mapped; offsets are rows
 
-The cache folder's name carries the manifest's size and mtime, so an edited manifest gets a fresh index.
-Several ranks may build the same index at once: each writes a private temporary folder and renames it into place;
-the first rename wins and the others load it.
+The cache folder's name carries a key of the manifest's path and of its size, mtime, ctime and inode, so an edited
+manifest gets a fresh index even when its size and mtime were kept (`cp -p`, `touch -r`, rsync of an edit made in
+the same second): the ctime is set by the kernel on every write and cannot be set back, and a replaced file has a
+new inode. The index lives beside the manifest, or under `cache_dir` (`--index_cache_dir`) for read-only dataset
+mounts. Several ranks may build the same index at once: each writes a private temporary folder and renames it into
+place; the first rename wins and the others load it.
 """
 
 import codecs
+import glob
 import hashlib
 import json
 import os
@@ -33,7 +38,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2  # 2: duplicates.npy, key with ctime and inode
 CHARS_PER_TOKEN = 4  # byte-level BPE on English / clinical text; only used to group and pack by length
 TOKENS_PER_TURN = 8  # role header and end tokens of a chat template turn
 MAX_IMAGES_COUNTED = 255  # num_images is stored as uint8
@@ -45,6 +50,10 @@ class ManifestFormatError(ValueError):
 
 class MalformedRecordError(ValueError):
     """One record's bytes are not a JSON value (or not UTF-8); names the manifest and the record number."""
+
+
+class IndexLocationError(OSError):
+    """The index folder cannot be created (e.g. the dataset is on a read-only mount); names the folder."""
 
 
 def estimate_record_length(record: Any) -> tuple[int, int]:
@@ -220,12 +229,20 @@ def head_records(manifest: str | os.PathLike, n: int) -> list[Any]:
 # ------------------------------------------------------------------------------------------------- building
 
 
+def _path_key(manifest: Path) -> str:
+    return hashlib.sha256(str(manifest).encode("utf-8")).hexdigest()[:12]
+
+
+def manifest_version_key(stat: os.stat_result) -> str:
+    """Changes whenever the file's content may have: size, mtime, ctime (not settable by users) and inode."""
+    fields = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_dev}:{stat.st_ino}"
+    return hashlib.sha256(fields.encode("ascii")).hexdigest()[:16]
+
+
 def index_dir_for(manifest: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the index of `manifest` lives: keyed by absolute path, size and mtime of the manifest."""
+    """Where the index of `manifest` lives: keyed by its absolute path and manifest_version_key."""
     manifest = Path(manifest).resolve()
-    stat = manifest.stat()
-    path_key = hashlib.sha256(str(manifest).encode("utf-8")).hexdigest()[:12]
-    name = f"{manifest.name}.index-v{INDEX_FORMAT_VERSION}-{path_key}-{stat.st_size}-{stat.st_mtime_ns}"
+    name = f"{manifest.name}.index-v{INDEX_FORMAT_VERSION}-{_path_key(manifest)}-{manifest_version_key(manifest.stat())}"
     return (Path(cache_dir) if cache_dir is not None else manifest.parent) / name
 
 
@@ -246,13 +263,32 @@ class _GrowableArray:
         return self.data[: self.size]
 
 
+def _id_hash(record: Any) -> int:
+    """64-bit hash of the record's string id (0: no usable id; such records fail validation anyway)."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
+        return 0
+    digest = hashlib.blake2b(record["id"].encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
+def _repeated_hashes(hashes: np.ndarray) -> np.ndarray:
+    """[D, 2] int64 (record, earlier record with the same hash), for every record whose hash came before."""
+    order = np.argsort(hashes, kind="stable")  # equal hashes stay in record order
+    ordered = hashes[order]
+    repeat = (ordered[1:] == ordered[:-1]) & (ordered[1:] != 0)
+    return np.stack([order[1:][repeat], order[:-1][repeat]], axis=1).astype(np.int64).reshape(-1, 2)
+
+
 def build_index(manifest: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """One streaming pass over `manifest`; writes offsets / text_tokens / num_images (.npy) and meta.json."""
+    """One streaming pass over `manifest`; writes offsets / text_tokens / num_images / duplicates (.npy) and
+    meta.json."""
     manifest, out_dir = Path(manifest), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stat = manifest.stat()  # before the pass: a write during it changes the key, and the next open rebuilds
     offsets = _GrowableArray(np.int64)
     text_tokens = _GrowableArray(np.uint32)
     num_images = _GrowableArray(np.uint8)
+    id_hashes = _GrowableArray(np.uint64)  # only while building (8 bytes per record)
     for item in manifest_format(manifest).scan(manifest, out_dir):
         if isinstance(item, int):  # the end offset
             offsets.append(item)
@@ -262,25 +298,43 @@ def build_index(manifest: str | os.PathLike, out_dir: str | os.PathLike) -> Path
         offsets.append(offset)
         text_tokens.append(min(tokens, np.iinfo(np.uint32).max))
         num_images.append(images)
+        id_hashes.append(_id_hash(record))
     np.save(out_dir / "offsets.npy", offsets.array())
     np.save(out_dir / "text_tokens.npy", text_tokens.array())
     np.save(out_dir / "num_images.npy", num_images.array())
-    stat = manifest.stat()
+    duplicates = _confirmed_duplicates(manifest, out_dir, _repeated_hashes(id_hashes.array()))
+    np.save(out_dir / "duplicates.npy", duplicates)
     meta = {
         "manifest": str(manifest.resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
         "num_records": int(text_tokens.size),
+        "num_duplicate_ids": int(len(duplicates)),
         "format_version": INDEX_FORMAT_VERSION,
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return out_dir
 
 
-def _remove_stale_indexes(final: Path) -> None:
-    """Indexes of earlier versions of the same manifest (same path key, other size/mtime)."""
-    prefix = final.name.rsplit("-", 2)[0] + "-"
-    for sibling in final.parent.glob(prefix + "*"):
+def _confirmed_duplicates(manifest: Path, out_dir: Path, candidates: np.ndarray) -> np.ndarray:
+    """The candidate pairs whose ids really are equal (a 64-bit hash collision is possible, if unlikely)."""
+    if not len(candidates):
+        return candidates
+    np.save(out_dir / "duplicates.npy", np.zeros((0, 2), np.int64))  # RecordIndex needs the file to open
+    index = RecordIndex(manifest, out_dir)
+    try:
+        same = [index.read(int(a))["id"] == index.read(int(b))["id"] for a, b in candidates]
+    finally:
+        index.close()
+    confirmed = candidates[np.asarray(same, dtype=bool)]
+    return confirmed[np.argsort(confirmed[:, 0], kind="stable")]
+
+
+def _remove_stale_indexes(final: Path, manifest: Path) -> None:
+    """Indexes of earlier versions of the same manifest (same path key, any format version or file version)."""
+    for sibling in final.parent.glob(f"{glob.escape(manifest.name)}.index-v*-{_path_key(manifest)}-*"):
         if sibling != final and sibling.is_dir() and not sibling.name.endswith(".tmp"):
             shutil.rmtree(sibling, ignore_errors=True)
 
@@ -302,6 +356,8 @@ class RecordIndex:
         self.num_images = np.load(self.index_dir / "num_images.npy", mmap_mode="r")
         if len(self.offsets) != len(self.text_tokens) + 1 or len(self.num_images) != len(self.text_tokens):
             raise ManifestFormatError(f"{self.index_dir}: inconsistent index files; delete the folder to rebuild")
+        duplicates = np.load(self.index_dir / "duplicates.npy")  # [D, 2]: (record, earlier record), by record
+        self.duplicate_of = {int(a): int(b) for a, b in duplicates}
         self._format = manifest_format(self.manifest)
         self._fd: int | None = None
         self._fd_pid: int | None = None
@@ -312,8 +368,15 @@ class RecordIndex:
         """Load the cached index of `manifest`, building it first if it is missing or the manifest changed."""
         final = index_dir_for(manifest, cache_dir)
         if not (final / "meta.json").is_file():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", suffix=".tmp", dir=final.parent))
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", suffix=".tmp", dir=final.parent))
+            except OSError as err:
+                hint = "" if cache_dir is not None else (
+                    " (a read-only dataset mount? pass --index_cache_dir, or cache_dir=, to keep indexes elsewhere)")
+                raise IndexLocationError(
+                    err.errno, f"cannot create the record index of {manifest} in {final.parent}: "
+                    f"{err.strerror or err}{hint}") from err
             try:
                 build_index(manifest, tmp)
                 try:
@@ -323,7 +386,7 @@ class RecordIndex:
                         raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-            _remove_stale_indexes(final)
+            _remove_stale_indexes(final, Path(manifest).resolve())
         return cls(manifest, final)
 
     def __len__(self) -> int:
@@ -339,6 +402,14 @@ class RecordIndex:
     def record_name(self, i: int) -> str:
         """How to name record i when its id cannot be read: '<manifest file name>#<record number>'."""
         return f"{self.manifest.name}#{i}"
+
+    def earlier_duplicates(self, i: int) -> list[int]:
+        """Record numbers before i that have record i's id, nearest first (empty for almost every record)."""
+        found = []
+        while i in self.duplicate_of:
+            i = self.duplicate_of[i]
+            found.append(i)
+        return found
 
     def read_bytes(self, i: int) -> bytes:
         if not 0 <= i < len(self):
@@ -383,6 +454,7 @@ class RecordIndex:
 
 
 __all__ = [
+    "IndexLocationError",
     "head_records",
     "MANIFEST_FORMATS",
     "MalformedRecordError",
@@ -391,4 +463,5 @@ __all__ = [
     "build_index",
     "estimate_record_length",
     "index_dir_for",
+    "manifest_version_key",
 ]

@@ -9,7 +9,9 @@ A record is one JSON object per line of a manifest:
         {"from": "human", "value": "<image>\\nWhat is the uptake pattern?"},
         {"from": "gpt", "value": "B. Focal uptake pattern", "reasoning": "..."}]}
 
-Image paths are relative to the source's image folder. The number of `<image>` markers in the text equals
+Image paths are relative to the source's image folder (manifests that converters write are relocatable); for
+training, an absolute path is also accepted when it lies inside the image folder (`validate_record(...,
+allow_absolute_paths=True)`; processing.image_io.resolve_image_path checks that). The number of `<image>` markers in the text equals
 the number of images; markers sit in system/human turns only. `reasoning` (optional, assistant turns only)
 is the reasoning trace that the chat template renders into GPT-oss's analysis channel.
 """
@@ -79,19 +81,26 @@ def record_images(record: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(image)
 
 
-def _check_image_path(record_id: Any, path: Any) -> None:
+def _check_image_path(record_id: Any, path: Any, allow_absolute_paths: bool) -> None:
     if not isinstance(path, str) or not path:
         raise RecordError(record_id, f"image path must be a non-empty string, got {path!r}")
     if "\\" in path:
         raise RecordError(record_id, f"image path {path!r} uses backslashes; use '/'")
+    if "\0" in path:
+        raise RecordError(record_id, f"image path {path!r} contains a NUL byte")
     pure = PurePosixPath(path)
-    # Paths are joined to an image folder later; absolute paths or '..' would leave it.
-    if pure.is_absolute() or ".." in pure.parts:
+    # Paths are joined to an image folder later; '..' would leave it, and so may an absolute path (allowed only
+    # where the reader checks that the resolved path stays inside the folder).
+    if ".." in pure.parts or (pure.is_absolute() and not allow_absolute_paths):
         raise RecordError(record_id, f"image path {path!r} must be relative and stay inside its image folder")
 
 
-def validate_record(record: Any) -> None:
-    """Raise RecordError if `record` is not a valid training record (see module docstring)."""
+def validate_record(record: Any, allow_absolute_paths: bool = False) -> None:
+    """Raise RecordError if `record` is not a valid training record (see module docstring).
+
+    allow_absolute_paths: accept absolute image paths (the training dataset, which resolves every path inside
+    its source's image folder and refuses those that leave it).
+    """
     if not isinstance(record, Mapping):
         raise RecordError(None, f"a record must be a JSON object, got {type(record).__name__}")
     record_id = record.get("id")
@@ -105,7 +114,7 @@ def validate_record(record: Any) -> None:
     if isinstance(image, list) and not images:
         raise RecordError(record_id, "'image' is an empty list; omit it for text-only records")
     for path in images:
-        _check_image_path(record_id, path)
+        _check_image_path(record_id, path, allow_absolute_paths)
 
     conversations = record.get("conversations")
     if not isinstance(conversations, list) or not conversations:

@@ -33,6 +33,7 @@ ImageSource = str | os.PathLike | bytes | Image.Image
 DICOM_SUFFIXES = (".dcm", ".dicom")
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
+DICOM_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 EXIF_ORIENTATION_TAG = 0x0112
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -50,14 +51,27 @@ class ImageLoadError(ValueError):
 
 
 def resolve_image_path(image_root: str | os.PathLike, relative_path: str | os.PathLike) -> Path:
-    """`relative_path` inside `image_root`, with symlinks resolved; ImageLoadError if it leaves the root."""
+    """`relative_path` inside `image_root`, with symlinks resolved; ImageLoadError if it leaves the root.
+
+    An absolute path is accepted when it lies inside the root. Every way a path from a record can fail to
+    resolve is an ImageLoadError naming it: a NUL byte (ValueError from the OS layer), a symlink loop
+    (RuntimeError), a name too long or a folder that cannot be read (OSError).
+    """
+    name = str(relative_path)
+    if "\0" in name:
+        raise ImageLoadError(repr(name), "path contains a NUL byte")
     root = Path(image_root).resolve()
     candidate = Path(relative_path)
     if not candidate.is_absolute():
         candidate = root / candidate
-    resolved = candidate.resolve()  # follows symlinks and collapses "..", so escapes show up below
+    try:
+        resolved = candidate.resolve()  # follows symlinks and collapses "..", so escapes show up below
+    except RuntimeError as err:  # "Symlink loop from ..."
+        raise ImageLoadError(name, f"symlink loop ({err})") from err
+    except (OSError, ValueError) as err:
+        raise ImageLoadError(name, f"path cannot be resolved ({type(err).__name__}: {err})") from err
     if not resolved.is_relative_to(root):
-        raise ImageLoadError(str(relative_path), f"path leaves the image root {root}")
+        raise ImageLoadError(name, f"path leaves the image root {root}")
     return resolved
 
 
@@ -78,7 +92,8 @@ def read_image_size(source: ImageSource, image_root: str | os.PathLike | None = 
     try:
         source = _resolve_source(source, image_root)
         if not isinstance(source, Image.Image) and _is_dicom(source):
-            ds = _read_dicom(source, stop_before_pixels=True)
+            ds = _read_dicom(source, header_only=True)
+            _check_dicom_has_pixels(ds)
             return _checked_size(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)))
         if isinstance(source, Image.Image):
             return _upright_size(source)
@@ -212,33 +227,54 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# Elements converted to float64 at a time by _stretch_to_uint8 (8 MiB of temporaries per step).
+STRETCH_CHUNK_ELEMENTS = 1 << 20
+
+
 def _stretch_to_uint8(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
-    """Linear map of [low, high] (default: the array's min/max) to 0..255, clipped and rounded."""
-    values = values.astype(np.float64)
+    """Linear map of [low, high] (default: the array's min/max) to 0..255, clipped and rounded.
+
+    Computed in float64 one chunk at a time: a 9400 x 9400 16-bit image would otherwise need several
+    full-size float64 temporaries (about 0.7 GB each); the extra memory is now the uint8 result plus 8 MiB.
+    """
     low = float(values.min()) if low is None else low
     high = float(values.max()) if high is None else high
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values - low) / (high - low) * 255.0
-    return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+    out = np.zeros(values.shape, dtype=np.uint8)
+    if high <= low or values.size == 0:
+        return out
+    flat_in, flat_out = values.reshape(-1), out.reshape(-1)
+    for start in range(0, flat_in.size, STRETCH_CHUNK_ELEMENTS):
+        chunk = flat_in[start : start + STRETCH_CHUNK_ELEMENTS].astype(np.float64)
+        chunk -= low
+        chunk /= high - low
+        chunk *= 255.0
+        np.clip(chunk, 0.0, 255.0, out=chunk)
+        flat_out[start : start + STRETCH_CHUNK_ELEMENTS] = np.rint(chunk, out=chunk)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- DICOM
 
 
-def _read_dicom(source: Path | bytes, stop_before_pixels: bool = False):
+def _read_dicom(source: Path | bytes, header_only: bool = False):
     import pydicom
 
-    # force=True also reads files without the 128-byte preamble (named .dcm but no "DICM" magic).
-    return pydicom.dcmread(_as_file(source), force=True, stop_before_pixels=stop_before_pixels)
+    # force=True also reads files without the 128-byte preamble (named .dcm but no "DICM" magic). header_only
+    # defers every large value (the pixel data) instead of stopping before it, so that a file without pixel
+    # data is told apart from one with them.
+    return pydicom.dcmread(_as_file(source), force=True, defer_size=1024 if header_only else None)
+
+
+def _check_dicom_has_pixels(ds) -> None:
+    if not any(tag in ds for tag in DICOM_PIXEL_TAGS):
+        raise ImageLoadError("", "DICOM file has no pixel data (e.g. a structured report or presentation state)")
 
 
 def _load_dicom(source: Path | bytes) -> Image.Image:
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
     ds = _read_dicom(source)
-    if "PixelData" not in ds:
-        raise ImageLoadError("", "DICOM file has no pixel data")
+    _check_dicom_has_pixels(ds)
     _checked_size(int(ds.get("Columns", 0)), int(ds.get("Rows", 0)))
     num_frames = int(ds.get("NumberOfFrames", 1) or 1)
     frame = pixel_array(ds, index=num_frames // 2) if num_frames > 1 else pixel_array(ds)

@@ -97,6 +97,12 @@ class SampleTemplateError(SampleError):
     reason = "template"
 
 
+class InvalidRecordError(SampleError):
+    """The record's fields have the wrong types (the data package's schema check says more, and runs first)."""
+
+    reason = "invalid_record"
+
+
 def messages_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """LLaVA record -> chat messages.
 
@@ -105,7 +111,12 @@ def messages_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     "reasoning": "R"}]
     """
     messages = []
-    for index, turn in enumerate(record.get("conversations") or ()):
+    conversations = record.get("conversations") or ()
+    if not isinstance(conversations, list):
+        raise InvalidRecordError(record.get("id"), f"'conversations' must be a list, got {type(conversations).__name__}")
+    for index, turn in enumerate(conversations):
+        if not isinstance(turn, Mapping) or not isinstance(turn.get("value"), str):
+            raise InvalidRecordError(record.get("id"), f"turn {index} must be an object with a string 'value'")
         if turn.get("from") not in RECORD_ROLES:
             raise SampleTemplateError(
                 record.get("id"), f"turn {index} has from={turn.get('from')!r}; expected one of {sorted(RECORD_ROLES)}"
@@ -300,8 +311,9 @@ class MedGptProcessor(ProcessorMixin):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             rendered = self.template().render(messages, add_generation_prompt=False)
+            _check_encodable(rendered.text)
             return self._tokenize_with_labels(rendered, num_image_tokens)
-        except ValueError as err:  # TemplateError, or a token crossing a target boundary
+        except ValueError as err:  # TemplateError, text that is not Unicode, a token crossing a target boundary
             raise SampleTemplateError(record_id, str(err)) from err
 
     def _tokenize_with_labels(self, rendered, num_image_tokens: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,7 +502,20 @@ def _record_image_paths(record: Mapping[str, Any]) -> list[str]:
     image = record.get("image")
     if image is None:
         return []
-    return [image] if isinstance(image, str) else list(image)
+    paths = [image] if isinstance(image, str) else list(image) if isinstance(image, list) else None
+    if paths is None or not all(isinstance(path, str) and path for path in paths):
+        raise InvalidRecordError(record.get("id"), f"'image' must be a path or a list of paths, got {image!r}")
+    return paths
+
+
+def _check_encodable(text: str) -> None:
+    """ValueError for text the tokenizer cannot take: JSON may carry lone surrogates ("\\ud800"), which are not
+    Unicode scalar values (the Rust tokenizer fails on them with a TypeError)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"the text holds {text[err.start:err.end]!r} at character {err.start}, which is not valid "
+                         "Unicode (a lone surrogate); fix the manifest's text") from None
 
 
 def _expand_markers_in_messages(messages: list[dict[str, Any]], num_image_tokens: Sequence[int]) -> list[dict]:
@@ -543,6 +568,7 @@ def _images_per_text(images, texts: Sequence[str]) -> list[list[Any]]:
 
 __all__ = [
     "ImageCountMismatchError",
+    "InvalidRecordError",
     "MedGptProcessor",
     "NoTargetError",
     "SampleError",

@@ -69,8 +69,10 @@ class DataArguments:
     packing: bool = field(
         default=False, metadata={"help": "Pack several samples per row (position ids restart per sample)."}
     )
-    dataloader_skip_report: str | None = field(
-        default=None, metadata={"help": "Where to write the JSON report of skipped samples (default: OUTPUT_DIR)."}
+    index_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder for the record indexes (default: beside each manifest); needed when the dataset "
+                          "is on a read-only mount."},
     )
 
 

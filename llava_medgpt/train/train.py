@@ -147,7 +147,7 @@ def setup_data(data_args: DataArguments, training_args: TrainingArguments, proce
     # The first process builds the record indexes; the others then load them.
     with training_args.main_process_first(desc="record indexes"):
         dataset = MedGptDataset(data_args.data_path, processor, max_length=training_args.model_max_length, env=env,
-                                image_folder=data_args.image_folder)
+                                image_folder=data_args.image_folder, cache_dir=data_args.index_cache_dir)
     collator = MedGptCollator(
         pad_token_id=processor.tokenizer.pad_token_id,
         layout="packed" if data_args.packing else "padded",
