@@ -12,7 +12,6 @@ from llava_medgpt.data.convert import (
     convert_rows,
     convert_source,
     main as convert_main,
-    read_rows,
     source_rows,
 )
 from llava_medgpt.data.converters import CONVERTERS

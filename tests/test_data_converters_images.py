@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from llava_medgpt.data.convert import convert_rows, convert_source, read_rows
+from llava_medgpt.data.convert import convert_rows, convert_source
+from llava_medgpt.rows import read_rows
 from llava_medgpt.data.converters import CONVERTERS
 from llava_medgpt.benchmarks import ANSWER_WITH_LETTER_AND_TEXT
 

@@ -196,11 +196,8 @@ def test_stable_seed_is_sha256_based():
 
 def test_random_selection_is_identical_across_processes():
     # Each rank is a separate interpreter; Python's hash() differs across them (PYTHONHASHSEED), ours must not.
-    # recipes.py is loaded as a plain file: importing the package would pull in transformers (slow here).
-    code = ("import importlib.util as u;"
-            f"s = u.spec_from_file_location('recipes', {str(REPO / 'llava_medgpt/data/recipes.py')!r});"
-            "m = u.module_from_spec(s); s.loader.exec_module(m);"
-            "print(m.select_indices('random:20', 500, 42, 'SLAKE (English)').tolist())")
+    code = ("from llava_medgpt.data.recipes import select_indices;"
+            "print(select_indices('random:20', 500, 42, 'SLAKE (English)').tolist())")
     outputs = []
     for hashseed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hashseed)
@@ -221,7 +218,7 @@ def test_count_records_jsonl_json_parquet(tmp_path):
     pq.write_table(pa.table({"id": [str(i) for i in range(6)]}), tmp_path / "c.parquet")
     assert count_records(tmp_path / "c.parquet") == 6
     (tmp_path / "d.json").write_text("{}")
-    with pytest.raises(ValueError, match="must be a list"):
+    with pytest.raises(ValueError, match="must be a JSON list of rows, got dict"):
         count_records(tmp_path / "d.json")
 
 

@@ -11,8 +11,9 @@ json, Medbullets' csv) is parsed here, once, into a release-independent question
 `llava_medgpt.data.converters` turns questions into training records and `llava_medgpt.eval.tasks` into
 EvalItems, so the same release file gives the same options and answer letter in both (tests/test_benchmarks.py).
 
-Layering: imports only `llava_medgpt.constants` and the standard library (pandas for parquet files, lazily);
-both `data/` and `eval/` import it, it imports neither. A row that cannot be parsed raises `BadRow(reason)`.
+Layering: imports only the standard library; the callers read the files (llava_medgpt.rows, so both sides get
+the same row types) and pass the rows in. Both `data/` and `eval/` import it, it imports neither. A row that
+cannot be parsed raises `BadRow(reason)`.
 """
 
 from .base import ANSWER_WITH_LETTER, ANSWER_WITH_LETTER_AND_TEXT, BadRow, McqQuestion, lettered

@@ -2,8 +2,8 @@
 
 Run as: python -m llava_medgpt.data.convert SOURCE --input RAW --output out.jsonl [--image-root DIR]
 
-RAW is a .jsonl / .json (list, or {key: row} object) / .csv / .tsv / .parquet file, a WebDataset .tar shard
-or a folder of them (BIOMEDICA), or for the MIMIC-CXR converters the MIMIC-CXR-JPG root folder. With
+RAW is any file llava_medgpt.rows reads: a .jsonl / .json (list, or {key: row} object) / .csv / .tsv / .parquet
+file, a WebDataset .tar shard or a folder of them (BIOMEDICA), or for the MIMIC-CXR converters the MIMIC-CXR-JPG root folder. With
 --image-root, every image a record names must exist under that folder, and images embedded in rows (hub Image
 structs {"bytes": ..., "path": ...}, WebDataset image members) are written below <image-root>/<SOURCE>/ and
 replaced by their relative path. Rows that cannot be converted are skipped and reported with their row number
@@ -15,14 +15,11 @@ and the ones SOURCE expects, and writes nothing; a missing or unreadable --input
 """
 
 import argparse
-import csv
 import hashlib
 import io
 import json
 import os
-import re
 import sys
-import tarfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write
+from ..rows import UnreadableFile, UnreadableRow, read_rows
 from .converters import CONVERTERS, Converter, SkipRow
 from .converters.report import read_mimic_cxr_studies
 from .records import RecordError, record_images, validate_record
@@ -44,10 +42,6 @@ class ConvertError(RuntimeError):
 
 class MissingInputError(ConvertError):
     """--input does not exist."""
-
-
-class UnreadableInputError(ConvertError, ValueError):
-    """--input as a whole cannot be read as rows (file type, a .json that does not parse, no shards)."""
 
 
 @dataclass
@@ -94,135 +88,6 @@ def nothing_converted_message(converter: Converter, input_path: str | os.PathLik
     if fitting:
         lines.append(f"  sources whose columns these rows have: {', '.join(fitting)}")
     return "\n".join(lines)
-
-
-class _BadRow:
-    """A raw row that could not even be parsed (e.g. invalid JSON line)."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
-def _is_json_lines(path: str) -> bool:
-    """A .json file holding one JSON object per line (MedMCQA's official train/dev/test.json), not one document."""
-    with open(path, encoding="utf-8") as f:
-        first = f.readline()
-        if not first.lstrip().startswith("{"):
-            return False
-        try:
-            json.loads(first)
-        except json.JSONDecodeError:
-            return False  # a pretty-printed object spans lines
-        return bool(f.readline().strip())
-
-
-def read_rows(path: str | os.PathLike) -> Iterator[Any]:
-    """Raw rows (dicts) of a table file; unparsable lines come through as _BadRow so they are counted."""
-    path = str(path)
-    if path.endswith(".jsonl") or (path.endswith(".json") and _is_json_lines(path)):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield _BadRow(f"invalid JSON ({e.msg})")
-    elif path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise UnreadableInputError(f"{path}: not a JSON file ({e})") from None
-        if isinstance(data, dict):  # {key: row}, e.g. PubMedQA's ori_pqal.json keyed by PMID
-            for key, row in data.items():
-                yield dict(row, _key=key) if isinstance(row, dict) else _BadRow("row is not an object")
-        elif isinstance(data, list):
-            yield from data
-        else:
-            raise UnreadableInputError(f"{path}: expected a JSON list or object")
-    elif path.endswith((".csv", ".tsv")):  # .tsv: VLMEvalKit benchmark tables (OpenMM-Medical)
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            yield from csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
-    elif path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            yield from batch.to_pylist()
-    elif path.endswith(".tar"):
-        yield from read_webdataset(path)
-    elif os.path.isdir(path):
-        shards = sorted(str(p) for p in Path(path).rglob("*.tar"))
-        if not shards:
-            raise UnreadableInputError(f"{path}: folder holds no .tar WebDataset shards")
-        for shard in shards:
-            yield from read_webdataset(shard)
-    else:
-        raise UnreadableInputError(f"{path}: unsupported input type (expected .jsonl, .json, .csv, .tsv, .parquet, "
-                         ".tar or a folder of .tar shards)")
-
-
-# WebDataset's sample grouping: the key is the member path up to the first dot of its file name, the
-# extension is the rest ("a/b.c.json" -> key "a/b", field "c.json").
-_WDS_MEMBER_RE = re.compile(r"^((?:.*/|)[^./]+)\.([^/]+)$")
-WDS_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-
-
-def _unsafe_member(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]
-
-
-def _wds_sample(key: str, members: dict[str, bytes], shard: str) -> Any:
-    """One sample's members -> row: image members as hub-style {"bytes", "path"} structs (written below the
-    image root by materialize_images), .json parsed, .txt/.cls decoded; other members are dropped."""
-    row: dict[str, Any] = {"__key__": key, "__shard__": os.path.basename(shard)}
-    for ext, data in members.items():
-        if ext in WDS_IMAGE_EXTENSIONS:
-            row[ext] = {"bytes": data, "path": f"{key}.{ext}"}
-        elif ext == "json":
-            try:
-                row[ext] = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                return _BadRow(f"invalid JSON in member '{key}.json'")
-        elif ext in ("txt", "cls"):
-            try:
-                row[ext] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                return _BadRow(f"member '{key}.{ext}' is not UTF-8 text")
-    return row
-
-
-def read_webdataset(path: str | os.PathLike) -> Iterator[Any]:
-    """Samples of a WebDataset shard, streamed: consecutive members sharing a key form one row.
-
-    Members are never extracted by name, so a path that tries to leave the archive (`../x.jpg`, absolute
-    paths) or a link/device member cannot write anywhere; such members come through as a counted _BadRow.
-    """
-    path = str(path)
-    key, members, bad = None, {}, []  # bad members seen while a sample is open come out after it, in order
-    with tarfile.open(path, mode="r|*") as tar:
-        for member in tar:
-            if member.isdir():
-                continue
-            if not member.isfile() or _unsafe_member(member.name):
-                what = "link or special file" if not member.isfile() else "path leaves the archive root"
-                bad.append(_BadRow(f"unsafe tar member '{member.name}' ({what})"))
-                continue
-            match = _WDS_MEMBER_RE.match(member.name)
-            if match is None:
-                bad.append(_BadRow(f"tar member '{member.name}' has no key.extension name"))
-                continue
-            if match.group(1) != key:
-                if key is not None:
-                    yield _wds_sample(key, members, path)
-                yield from bad
-                key, members, bad = match.group(1), {}, []
-            extracted = tar.extractfile(member)
-            members[match.group(2).lower()] = extracted.read() if extracted is not None else b""
-    if key is not None:
-        yield _wds_sample(key, members, path)
-    yield from bad
 
 
 def _inside(root: Path, relative: str) -> Path | None:
@@ -298,7 +163,7 @@ def convert_rows(converter: Converter, rows: Iterator[Any], image_root: Path | N
         row_number = i + 1
         row_written: list[Path] = []
         try:
-            if isinstance(row, _BadRow):
+            if isinstance(row, UnreadableRow):
                 raise SkipRow(row.reason)
             if not isinstance(row, dict):
                 raise SkipRow("row is not an object")
@@ -394,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = convert_source(args.source, args.input, args.output, args.image_root, args.reports_root)
-    except (MissingInputError, UnreadableInputError, FileNotFoundError) as e:  # FileNotFoundError: MIMIC layout
+    except (MissingInputError, UnreadableFile, FileNotFoundError) as e:  # FileNotFoundError: MIMIC layout
         print(f"error: {args.source}: {e}\nnothing written to {args.output}", file=sys.stderr)
         return 2
     except ConvertError as e:

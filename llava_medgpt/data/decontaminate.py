@@ -52,6 +52,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 
 from ..constants import IMAGE_MARKER
 from ..fileio import atomic_write
+from ..rows import read_rows
 from .converters.mcq import mcq_question_stem
 from .recipes import Recipe, RecipeError, load_recipe
 from .records import record_images
@@ -177,19 +178,12 @@ def _jsonl_files(eval_data: Path) -> list[Path]:
 def _read_jsonl_items(files: list[Path]) -> list[JsonlEvalItem]:
     items = []
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    raw = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-                missing = {"task", "id", "question"} - set(raw)
-                if missing:
-                    raise ValueError(f"{path}:{n}: eval item lacks {sorted(missing)}")
-                images = [str(path.parent / p) for p in raw.get("images") or []]
-                items.append(JsonlEvalItem(raw["task"], str(raw["id"]), raw["question"], images))
+        for n, raw in enumerate(read_rows(path, strict=True), 1):
+            missing = {"task", "id", "question"} - set(raw)
+            if missing:
+                raise ValueError(f"{path}: item {n} lacks {sorted(missing)}")
+            images = [str(path.parent / p) for p in raw.get("images") or []]
+            items.append(JsonlEvalItem(raw["task"], str(raw["id"]), raw["question"], images))
     return items
 
 

@@ -39,7 +39,6 @@ Run as: python -m llava_medgpt.data.recipes my_recipe.yaml [--image-folder DIR]
 import argparse
 import difflib
 import hashlib
-import json
 import math
 import os
 import re
@@ -49,6 +48,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
+
+from ..rows import count_rows
 
 MODALITIES = ("text", "image")
 SAMPLING_KINDS = ("all", "first", "end", "random")
@@ -392,26 +393,10 @@ def validate_recipe(path: str | os.PathLike, env: Mapping[str, str] | None = Non
 
 
 def count_records(path: str | os.PathLike) -> int:
-    """Records in a manifest: non-blank lines of JSONL, length of a JSON list, rows of a Parquet file."""
-    path = str(path)
-    if path.endswith(".jsonl"):
-        n = 0
-        with open(path, "rb") as f:  # binary line iteration: no JSON parsing, no decoding
-            for line in f:
-                if line.strip():
-                    n += 1
-        return n
-    if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: a JSON manifest must be a list of records")
-        return len(data)
-    if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows  # footer only
-    raise ValueError(f"{path}: unsupported manifest type (expected {MANIFEST_SUFFIXES})")
+    """Records in a manifest (JSONL lines and Parquet rows counted without parsing; a .json manifest is a list)."""
+    if not str(path).endswith(MANIFEST_SUFFIXES):
+        raise ValueError(f"{path}: unsupported manifest type (expected {MANIFEST_SUFFIXES})")
+    return count_rows(path, json_objects=False)
 
 
 @dataclass(frozen=True)

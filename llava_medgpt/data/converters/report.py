@@ -25,8 +25,6 @@ Study row -> record (mimic_cxr_single):
                                {"from": "gpt", "value": "No focal consolidation. ..."}]}
 """
 
-import csv
-import gzip
 import os
 import re
 from collections import defaultdict
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ...constants import IMAGE_MARKER
+from ...rows import read_rows
 from .common import SkipRow, gpt, human, make_record
 
 FINDINGS_INSTRUCTION = "Write the FINDINGS section of the radiology report."
@@ -108,13 +107,10 @@ def convert_mimic_longitudinal(row: Mapping[str, Any], index: int) -> list[dict]
 # ------------------------------------------------------------------------------------------ reading
 
 
-def _open_csv(root: Path, stem: str):
+def _csv_path(root: Path, stem: str) -> Path | None:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
-        path = root / name
-        if path.is_file():
-            handle = gzip.open(path, "rt", newline="", encoding="utf-8") if name.endswith(".gz") else \
-                open(path, newline="", encoding="utf-8")
-            return handle
+        if (root / name).is_file():
+            return root / name
     return None
 
 
@@ -128,28 +124,26 @@ def read_mimic_cxr_studies(root: str | os.PathLike, reports_root: str | os.PathL
     """
     root = Path(root)
     reports_root = Path(reports_root) if reports_root else root
-    handle = _open_csv(root, "mimic-cxr-2.0.0-metadata")
-    if handle is None:
+    metadata = _csv_path(root, "mimic-cxr-2.0.0-metadata")
+    if metadata is None:
         raise FileNotFoundError(f"{root}: no mimic-cxr-2.0.0-metadata.csv[.gz]")
     studies: dict[tuple[str, str], dict] = {}
-    with handle:
-        for line in csv.DictReader(handle):
-            subject, study = line["subject_id"].strip(), line["study_id"].strip()
-            entry = studies.setdefault((subject, study), {
-                "subject_id": subject, "study_id": study,
-                "study_date": line["StudyDate"].strip(), "study_time": line.get("StudyTime", "").strip(),
-                "images": [],
-            })
-            entry["images"].append({
-                "dicom_id": line["dicom_id"].strip(),
-                "view": line.get("ViewPosition", "").strip(),
-                "path": f"{_study_dir(subject, study)}/{line['dicom_id'].strip()}.jpg",
-            })
+    for line in read_rows(metadata, strict=True):
+        subject, study = line["subject_id"].strip(), line["study_id"].strip()
+        entry = studies.setdefault((subject, study), {
+            "subject_id": subject, "study_id": study,
+            "study_date": line["StudyDate"].strip(), "study_time": (line.get("StudyTime") or "").strip(),
+            "images": [],
+        })
+        entry["images"].append({
+            "dicom_id": line["dicom_id"].strip(),
+            "view": (line.get("ViewPosition") or "").strip(),
+            "path": f"{_study_dir(subject, study)}/{line['dicom_id'].strip()}.jpg",
+        })
     splits: dict[str, str] = {}
-    split_handle = _open_csv(root, "mimic-cxr-2.0.0-split")
-    if split_handle is not None:
-        with split_handle:
-            splits = {line["study_id"].strip(): line["split"].strip() for line in csv.DictReader(split_handle)}
+    split_file = _csv_path(root, "mimic-cxr-2.0.0-split")
+    if split_file is not None:
+        splits = {line["study_id"].strip(): line["split"].strip() for line in read_rows(split_file, strict=True)}
 
     by_subject: dict[str, list[dict]] = defaultdict(list)
     for entry in studies.values():

@@ -12,10 +12,12 @@ views (PA, AP, lateral, ... then by dicom_id) followed, when `longitudinal` is o
 subject's most recent earlier study.
 """
 
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
 
+from ...rows import read_rows
 from .base import GENERATION, BadRecord, EvalItem, ImageRef, TaskConfig
 from .sources import MissingData
 
@@ -35,13 +37,21 @@ def report_section(report: str, section: str) -> str | None:
     return None
 
 
-def _read_table(root: Path, stem: str):
-    import pandas as pd
-
+def _read_table(root: Path, stem: str) -> list[dict]:
     for name in (f"{stem}.csv", f"{stem}.csv.gz"):
         if (root / name).is_file():
-            return pd.read_csv(root / name, dtype=str)
+            return list(read_rows(root / name, strict=True))
     raise MissingData(f"{stem}.csv[.gz] not found under {root}")
+
+
+def _study_time(value: str | None) -> float:
+    """StudyTime is an HHMMSS.fff number written without leading zeros ("84801.265" is 08:48), so it is compared
+    as a number: as text it would sort after "213014.531" (21:30) of the same day. Missing or unreadable: 0."""
+    try:
+        time = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return time if math.isfinite(time) else 0.0
 
 
 def _study_dir(subject_id: str, study_id: str) -> str:
@@ -50,21 +60,14 @@ def _study_dir(subject_id: str, study_id: str) -> str:
 
 def mimic_records(config: TaskConfig, root: Path, split: str) -> list[dict]:
     """One record per study of `split`: its images, its prior study's images and its report path."""
-    import pandas as pd
-
-    splits = _read_table(root, "mimic-cxr-2.0.0-split")
-    meta = _read_table(root, "mimic-cxr-2.0.0-metadata")
-    meta = meta.merge(splits[["dicom_id", "split"]], on="dicom_id", how="left")
-    # StudyTime is an HHMMSS.fff number written without leading zeros ("84801.265" is 08:48), so compare it
-    # numerically: as text it would sort after "213014.531" (21:30) of the same day.
-    times = pd.to_numeric(meta["StudyTime"], errors="coerce").fillna(0.0)
-    meta["when"] = list(zip(meta["StudyDate"].fillna(""), times))
-
+    split_of = {row["dicom_id"]: row["split"] for row in _read_table(root, "mimic-cxr-2.0.0-split")}
     views: dict[str, list[tuple]] = defaultdict(list)
     study_info: dict[str, dict] = {}
-    for row in meta.itertuples(index=False):
-        views[row.study_id].append((_VIEW_ORDER.get(str(row.ViewPosition), 9), row.dicom_id, str(row.ViewPosition)))
-        study_info[row.study_id] = {"subject_id": row.subject_id, "when": row.when, "split": row.split}
+    for row in _read_table(root, "mimic-cxr-2.0.0-metadata"):
+        view = row.get("ViewPosition") or ""
+        views[row["study_id"]].append((_VIEW_ORDER.get(view, 9), row["dicom_id"], view))
+        study_info[row["study_id"]] = {"subject_id": row["subject_id"], "split": split_of.get(row["dicom_id"]),
+                                       "when": (row.get("StudyDate") or "", _study_time(row.get("StudyTime")))}
     by_subject: dict[str, list[str]] = defaultdict(list)
     for study_id, info in study_info.items():
         by_subject[info["subject_id"]].append(study_id)

@@ -8,8 +8,9 @@ question_type / dataset for the per-modality and per-question-type breakdowns.
 from pathlib import Path
 
 from ...benchmarks import omnimedvqa
+from ...rows import read_rows
 from .base import BadRecord, EvalItem, ImageRef, TaskConfig, mcq_item
-from .sources import glob_files, read_records
+from .sources import glob_files
 
 
 def omnimedvqa_records(config: TaskConfig, root: Path, split: str) -> list[dict]:
@@ -17,7 +18,7 @@ def omnimedvqa_records(config: TaskConfig, root: Path, split: str) -> list[dict]
     patterns = [pattern.format(split=split) for pattern in config.options["files"]]
     records = []
     for path in glob_files(root, patterns):
-        records.extend({**record, "_file": path.stem, "_position": n} for n, record in enumerate(read_records(path)))
+        records.extend({**record, "_file": path.stem, "_position": n} for n, record in enumerate(read_rows(path, strict=True)))
     return records
 
 

@@ -1,8 +1,6 @@
-"""Reading benchmark releases from disk (json / jsonl / csv / parquet) or from a public hub id."""
+"""Reading benchmark releases from disk (any file llava_medgpt.rows reads) or from a public hub id."""
 
-import csv
 import io
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,39 +13,6 @@ from .base import ImageRef, TaskConfig
 
 class MissingData(FileNotFoundError):
     """The benchmark's files are neither on disk nor reachable on the hub."""
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All records of one release file. A JSON object keyed by id becomes records with "_key" set."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            return [_parse_json_line(line, path, n) for n, line in enumerate(f, 1) if line.strip()]
-    if suffix == ".json":
-        with path.open(encoding="utf-8") as f:
-            text = f.read()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:  # some releases (MedMCQA) ship JSON lines under a .json name
-            return [_parse_json_line(line, path, n) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-        if isinstance(data, dict):
-            return [{"_key": key, **value} for key, value in data.items()]
-        return list(data)
-    if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            return list(csv.DictReader(f))
-    if suffix == ".parquet":
-        import pandas as pd
-
-        return pd.read_parquet(path).to_dict(orient="records")
-    raise ValueError(f"{path}: unsupported file type {suffix!r} (json, jsonl, csv, parquet)")
-
-
-def _parse_json_line(line: str, path: Path, line_no: int) -> dict[str, Any]:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{line_no}: invalid JSON ({err})") from err
 
 
 def glob_files(root: Path, patterns: Iterable[str]) -> list[Path]:

@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from ...benchmarks import medbullets, medmcqa, medqa, pubmedqa
+from ...rows import read_rows
 from .base import MCQ, EvalItem, TaskConfig, letter_options, mcq_item
-from .sources import MissingData, glob_files, read_records
+from .sources import MissingData, glob_files
 
 
 def convert_medqa(record: dict, config: TaskConfig, root: Path | None) -> EvalItem:
@@ -21,7 +22,7 @@ def medmcqa_records(config: TaskConfig, root: Path, split: str) -> list[dict]:
     """Rows of each release file with that file's cop numbering (`benchmarks.medmcqa.cop_base`) attached."""
     records = []
     for path in glob_files(root, [p.format(split=split) for p in config.options["files"]]):
-        rows = read_records(path)
+        rows = list(read_rows(path, strict=True))
         base = medmcqa.cop_base(path, rows)
         records.extend({**row, "_cop_base": base} for row in rows)
     return records
@@ -48,7 +49,7 @@ def pubmedqa_records(config: TaskConfig, root: Path) -> list[dict]:
     (`test_split_only: false`) scores all 1,000.
     """
     (pqal,) = glob_files(root, [config.options.get("questions", "ori_pqal.json")])
-    records = read_records(pqal)
+    records = list(read_rows(pqal, strict=True))
     if not config.options.get("test_split_only", True):
         return records
     truth = sorted(root.glob(config.options.get("test_ids", pubmedqa.TEST_IDS_FILE)))
@@ -81,6 +82,9 @@ def convert_pubmedqa(record: dict, config: TaskConfig, root: Path | None) -> Eva
     return mcq_item(pubmedqa.parse(record), config)
 
 
+MMLU_CSV_COLUMNS = ("question", "A", "B", "C", "D", "answer")  # the CSV release has no header row
+
+
 def mmlu_records(config: TaskConfig, root: Path) -> list[dict]:
     """MMLU test questions of the configured subjects, from the hub parquet layout ({subject}/test-*.parquet)
     or the original CSV release (test/{subject}_test.csv: question, A, B, C, D, answer; no header)."""
@@ -89,17 +93,15 @@ def mmlu_records(config: TaskConfig, root: Path) -> list[dict]:
         parquet = sorted(root.glob(f"{subject}/{config.split}-*.parquet"))
         if parquet:
             for path in parquet:
-                records.extend({**r, "subject": subject} for r in read_records(path))
+                records.extend({**r, "subject": subject} for r in read_rows(path, strict=True))
             continue
         (csv_path,) = glob_files(root, [f"{config.split}/{subject}_{config.split}.csv"])
-        import csv
-
-        with csv_path.open(encoding="utf-8", newline="") as f:
-            for n, row in enumerate(csv.reader(f)):
-                if len(row) != 6:
-                    raise ValueError(f"{csv_path}:{n + 1}: expected 6 columns, got {len(row)}")
-                records.append({"question": row[0], "choices": row[1:5], "answer": "ABCD".index(row[5].strip()),
-                                "subject": subject, "_index": n})
+        for n, row in enumerate(read_rows(csv_path, strict=True, fieldnames=MMLU_CSV_COLUMNS)):
+            # csv.DictReader puts surplus cells under None and fills missing columns with None.
+            if None in row or row["answer"] is None:
+                raise ValueError(f"{csv_path}:{n + 1}: expected {len(MMLU_CSV_COLUMNS)} columns")
+            records.append({"question": row["question"], "choices": [row[letter] for letter in "ABCD"],
+                            "answer": "ABCD".index(row["answer"].strip()), "subject": subject, "_index": n})
     return records
 
 
@@ -121,7 +123,7 @@ def medbullets_records(config: TaskConfig, root: Path, split: str) -> list[dict]
     """Rows of the release CSV; with `unique_questions` (the paper's setting) each repeated question once."""
     records = []
     for path in glob_files(root, [p.format(split=split) for p in config.options["files"]]):
-        records.extend({**row, "_index": i} for i, row in enumerate(read_records(path)))
+        records.extend({**row, "_index": i} for i, row in enumerate(read_rows(path, strict=True)))
     if config.options.get("unique_questions", False):
         records, _ = medbullets.unique_rows(records)
     return records

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ...benchmarks import slake
+from ...rows import read_rows
 from .base import MCQ, OPEN, BadRecord, EvalItem, TaskConfig, letter_options, mcq_item
-from .sources import glob_files, image_ref, is_missing, read_records
+from .sources import glob_files, image_ref, is_missing
 
 # MedXpertQA appends the options to the question text; we render options ourselves.
 _ANSWER_CHOICES_RE = re.compile(r"\s*Answer Choices:.*\Z", re.DOTALL)
@@ -41,7 +42,7 @@ def local_records(config: TaskConfig, root: Path) -> list[dict]:
     """Records of every file matching the task's `files` patterns, in file order."""
     records = []
     for path in glob_files(root, config.options["files"]):
-        records.extend(read_records(path))
+        records.extend(read_rows(path, strict=True))
     return records
 
 
