@@ -23,7 +23,7 @@ import sys
 # the first importer of transformers, it is half-executed at that moment (its classes not defined yet), so the
 # registration waits until that module has finished.
 _NEEDED = ("llava_medgpt.processing.image_processor", "llava_medgpt.processing.processor",
-           "llava_medgpt.model.configuration", "llava_medgpt.model.modeling")
+           "llava_medgpt.model.backbones", "llava_medgpt.model.configuration", "llava_medgpt.model.modeling")
 _registered = False
 
 

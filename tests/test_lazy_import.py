@@ -94,3 +94,25 @@ print(type(AutoConfig.from_pretrained({str(tiny)!r}, trust_remote_code=False))._
 def test_unknown_attribute_is_an_attribute_error():
     missing = run_python("-c", "import llava_medgpt; llava_medgpt.NoSuchThing")
     assert "module 'llava_medgpt' has no attribute 'NoSuchThing'" in missing.stderr
+
+
+@pytest.mark.parametrize("first", ["llava_medgpt.model.backbones", "llava_medgpt.model.configuration",
+                                   "llava_medgpt.model.modeling", "llava_medgpt.processing.image_processor",
+                                   "llava_medgpt.processing.processor"])
+def test_registration_when_one_of_our_modules_imports_transformers_first(first):
+    """The module that imports transformers is itself half executed when transformers finishes: registration waits
+    for it instead of failing on a circular import (as test files importing these first did)."""
+    code = f"""
+import {first}
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+from llava_medgpt.model.configuration import MedGptConfig
+assert CONFIG_MAPPING["llava_medgpt"] is MedGptConfig
+assert MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING[MedGptConfig].__name__ == "MedGptForConditionalGeneration"
+assert PROCESSOR_MAPPING[MedGptConfig].__name__ == "MedGptProcessor"
+print("registered")
+"""
+    out = run_python("-c", code)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "registered"
