@@ -85,8 +85,8 @@ def _load_plugin_images():
 
 
 def _image_files(tmp_path):
-    """Files covering the decoding rules: a JPEG large enough for draft decoding, an EXIF-rotated JPEG, a
-    transparent PNG, a 16-bit greyscale PNG."""
+    """Files covering the decoding and resizing rules: a JPEG large enough for draft decoding, an EXIF-rotated JPEG,
+    a transparent PNG, a 16-bit greyscale PNG, a 3 x 1000 strip."""
     import io
 
     import numpy as np
@@ -110,6 +110,9 @@ def _image_files(tmp_path):
     deep = io.BytesIO()
     Image.fromarray(rng.integers(1000, 4000, (350, 360), dtype=np.uint16)).save(deep, "PNG")
     files["deep16.png"] = deep.getvalue()
+    thin = io.BytesIO()  # taller than 100x its width: resized vertically first, as PIL does
+    Image.fromarray(rng.integers(0, 256, (1000, 3, 3), dtype=np.uint8)).save(thin, "PNG")
+    files["thin.png"] = thin.getvalue()
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     return files

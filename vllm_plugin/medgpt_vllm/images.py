@@ -68,9 +68,17 @@ def decode(data: bytes, draft_size: tuple[int, int] | None) -> Image.Image:
         return to_rgb(image)
 
 
+TALL_IMAGE_RATIO = 100
+
+
 def _resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    if pixels.shape[-2:] == (height, width):
+    """Antialiased bicubic (PIL's BICUBIC); very tall thin images that shrink vertically take the vertical pass
+    first, as PIL does (llava_medgpt.processing.image_processor.resize_pixels)."""
+    in_height, in_width = pixels.shape[-2:]
+    if (in_height, in_width) == (height, width):
         return pixels
+    if in_height > TALL_IMAGE_RATIO * in_width and height < in_height:
+        pixels = torch.nn.functional.interpolate(pixels, size=(height, in_width), mode="bicubic", antialias=True)
     return torch.nn.functional.interpolate(pixels, size=(height, width), mode="bicubic", antialias=True)
 
 
