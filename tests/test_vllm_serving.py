@@ -255,3 +255,28 @@ def test_killed_server_resumes_without_reasking_answered_items(checkpoint, serve
     assert server.successful_requests() == total - answered
     assert (output / "results.json").read_bytes() == (tmp_path / "hf/results.json").read_bytes()
     assert results["tasks"] == reference["tasks"]
+
+
+def test_text_only_baseline_through_the_server_equals_hf(tmp_path_factory, tmp_path):
+    """A baseline served by vLLM's own implementation with its own chat template (a tiny Qwen2 causal LM, ChatML):
+    same predictions and results.json as HFBackend; image tasks are not run for a text-only model either way.
+    (vLLM's Gemma 3 / Qwen2.5-VL / LLaVA-OneVision modules import torchvision, which the CPU build cannot have;
+    they are served on the CUDA build, docs/serving.md.)"""
+    from llava_medgpt.model.tiny import create_tiny_language_model
+
+    language_model = create_tiny_language_model(tmp_path_factory.mktemp("qwen") / "tiny_qwen2", "qwen2",
+                                                head_dim=32)
+    server = Server(language_model, tmp_path / "serve.log")
+    server.start()
+    try:
+        tasks = "medqa,pubmedqa,slake"
+        hf = _eval(language_model, tmp_path / "hf", tasks, "--max-new-tokens", "8")
+        _eval(language_model, tmp_path / "openai", tasks, "--max-new-tokens", "8", "--backend", "openai",
+              "--base-url", server.base_url)
+    finally:
+        server.kill(signal.SIGTERM)
+    assert set(hf["not_run"]) == {"slake"} and hf["model_type"] == "qwen2"
+    assert (tmp_path / "openai/results.json").read_bytes() == (tmp_path / "hf/results.json").read_bytes()
+    for task in ("medqa", "pubmedqa"):
+        hf_lines = (tmp_path / "hf/predictions" / f"{task}.jsonl").read_bytes()
+        assert (tmp_path / "openai/predictions" / f"{task}.jsonl").read_bytes() == hf_lines, task
