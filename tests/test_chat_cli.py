@@ -10,6 +10,7 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
 from chat_fixtures import (
     ANSWER_1,
     ANSWER_2,
@@ -19,6 +20,7 @@ from chat_fixtures import (
     REASONING_2,
     dicom_path,
 )
+from test_eval_baselines import tiny_causal_lm, tiny_gemma3  # noqa: F401  (fixtures: tiny baseline checkpoints)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT = [sys.executable, "-m", "llava_medgpt.chat"]
@@ -163,3 +165,25 @@ def test_reasoning_effort_and_system_reach_the_prompt(trained_chat_checkpoint):
     assert "Reasoning: high\n" in prompt
     assert "<|start|>developer<|message|># Instructions\n\nBe brief.<|end|>" in prompt
     assert prompt.endswith("<|start|>user<|message|><image>\n<image>\nQ<|end|><|start|>assistant")
+
+
+def test_baseline_families_stream_what_the_eval_backend_generates(tiny_gemma3, tiny_causal_lm, trained_chat_checkpoint):
+    """Chat works with any checkpoint the harness loads: the streamed text equals HFBackend's greedy output."""
+    import llava_medgpt  # noqa: F401
+    from PIL import Image
+
+    from llava_medgpt.chat.session import ChatSession, load_chat_session_model
+    from llava_medgpt.inference.generate import HFBackend
+    from llava_medgpt.inference.streaming import GenerationSettings
+
+    _, png = trained_chat_checkpoint
+    for folder, images in ((tiny_gemma3, [png]), (tiny_causal_lm, [])):
+        chat = load_chat_session_model(str(folder), device="cpu")
+        session = ChatSession(chat, reasoning_effort="high", settings=GenerationSettings(max_new_tokens=8))
+        deltas = list(session.ask("Describe the findings.", images))
+        assert {d.channel for d in deltas} == {"final"}  # no harmony: everything is the answer
+        loaded = [Image.open(path).convert("RGB") for path in images]
+        expected = HFBackend(chat).generate([session.history[:1]], [loaded], max_new_tokens=8)[0]
+        assert "".join(d.text for d in deltas) == expected
+    with pytest.raises(ValueError, match="text-only"):
+        list(session.ask("And this?", [png]))
