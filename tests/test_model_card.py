@@ -30,7 +30,7 @@ def test_stage_card_records_recipe_and_settings(tiny_checkpoint, tmp_path):
     from transformers import AutoConfig, AutoProcessor
 
     recipe = tmp_path / "stage2_sft.yaml"
-    recipe.write_text("datasets:\n  - json_path: pmc_vqa.jsonl\n    sampling_strategy: all\n")
+    recipe.write_text("stage: 2\ndatasets:\n  - json_path: pmc_vqa.jsonl\n    sampling_strategy: all\n")
     record = TrainingRecord.from_args(
         SimpleNamespace(model_name_or_path="outputs/stage1", vision_tower=None, mm_tunable_parts="mm_mlp_adapter"),
         SimpleNamespace(data_path=str(recipe)),
@@ -39,7 +39,7 @@ def test_stage_card_records_recipe_and_settings(tiny_checkpoint, tmp_path):
     )
     folder = tiny_checkpoint("gpt_oss")
     card = render_model_card(AutoConfig.from_pretrained(folder), AutoProcessor.from_pretrained(folder), record)
-    assert "# MedGPT-oss stage output" in card
+    assert "# MedGPT-oss stage 2 output (mixed instruction tuning)" in card
     assert "- Started from: outputs/stage1" in card and "- Trained parts (mm_tunable_parts): mm_mlp_adapter" in card
     assert "- Optimizer steps: 123, ranks: 8" in card and "- learning_rate: 2e-05" in card
     assert "- model_max_length: 32768" in card

@@ -21,6 +21,9 @@ LICENCE_TERMS = (
     "models trained on this data to be used in clinical care or for any clinical decision making purposes."
 )  # the MedGPT-oss repository's "Usage and License Notices", verbatim
 
+# The curriculum's stages (paper, section 3.4), by the `stage:` key of a data recipe.
+STAGE_NAMES = {0: "image-caption alignment", 1: "long-context mid-training", 2: "mixed instruction tuning"}
+
 # Training arguments a card reports (TrainingArguments / ModelArguments field names).
 CARD_SETTINGS = (
     "learning_rate", "mm_projector_lr", "mm_vision_tower_lr", "num_train_epochs", "max_steps",
@@ -40,6 +43,7 @@ class TrainingRecord:
     settings: dict = field(default_factory=dict)
     global_step: int | None = None
     world_size: int | None = None
+    stage: int | None = None  # the recipe's `stage:`
 
     @classmethod
     def from_args(cls, model_args, data_args, training_args, global_step: int | None = None) -> "TrainingRecord":
@@ -50,8 +54,14 @@ class TrainingRecord:
         if data_args.data_path and os.path.isfile(data_args.data_path):
             recipe_text = Path(data_args.data_path).read_text(encoding="utf-8")
         settings = {name: _plain(getattr(training_args, name)) for name in CARD_SETTINGS if hasattr(training_args, name)}
+        stage = None
+        if recipe_text is not None:
+            import yaml
+
+            recipe = yaml.safe_load(recipe_text)
+            stage = recipe.get("stage") if isinstance(recipe, dict) else None
         return cls(start, data_args.data_path, recipe_text, model_args.mm_tunable_parts, settings, global_step,
-                   getattr(training_args, "world_size", None))
+                   getattr(training_args, "world_size", None), stage)
 
 
 def _plain(value):
@@ -74,6 +84,8 @@ def render_model_card(config, processor, training: TrainingRecord | None = None,
     shuffled = vision.hidden_size * int(round(1 / config.downsample_ratio)) ** 2
     if exported_from is not None:
         title = "MedGPT-oss checkpoint, exported to transformers InternVL"
+    elif training is not None and training.stage in STAGE_NAMES:
+        title = f"MedGPT-oss stage {training.stage} output ({STAGE_NAMES[training.stage]})"
     elif training is not None:
         title = "MedGPT-oss stage output"
     else:
