@@ -19,7 +19,7 @@ from llava_medgpt.data.converters.common import split_think
 from llava_medgpt.benchmarks import ANSWER_WITH_LETTER_AND_TEXT
 from llava_medgpt.data.converters.mcq import format_mcq_prompt, mcq_question_stem
 from llava_medgpt.data.converters.report import parse_report_sections, read_mimic_cxr_studies
-from llava_medgpt.data.records import Record, RecordError, validate_record
+from llava_medgpt.processing.records import Record, RecordError, validate_record
 
 FIX = Path(__file__).parent / "fixtures" / "sources"
 MCQ = ANSWER_WITH_LETTER_AND_TEXT

@@ -400,11 +400,18 @@ def test_the_processor_itself_turns_record_paths_into_sample_errors(processor, t
 
     (tmp_path / "l1.png").symlink_to(tmp_path / "l2.png")
     (tmp_path / "l2.png").symlink_to(tmp_path / "l1.png")
-    for path, match in [("a\x00.png", "NUL byte"), ("l1.png", "symlink loop"), ("../x.png", "leaves the image root")]:
-        with pytest.raises(SampleImageError, match=match):
+    # The schema check (the same one the dataset's samples get) refuses NUL bytes and '..'; the image loader the
+    # rest. The reasons are those a dataset sample of the same record is counted under.
+    cases = [("a\x00.png", "invalid_record", "NUL byte"),
+             ("../x.png", "invalid_record", "stay inside its image folder"),
+             ("l1.png", "image_load", "symlink loop"),
+             (str(tmp_path.parent / "x.png"), "image_load", "leaves the image root"),
+             (17, "invalid_record", "'image' must be a string or a list of strings")]
+    for path, reason, match in cases:
+        with pytest.raises(SampleError, match=match) as error:
             processor.tokenize_conversation(image_record(0, path), image_root=tmp_path)
-    with pytest.raises(SampleError, match="'image' must be a path"):
-        processor.tokenize_conversation(image_record(0, 17), image_root=tmp_path)
+        assert error.value.reason == reason
+        assert isinstance(error.value, SampleImageError) == (reason == "image_load")
 
 
 def test_a_repeated_record_id_is_skipped_not_trained_twice(processor, tmp_path):

@@ -8,6 +8,7 @@ from llava_medgpt.constants import IGNORE_INDEX, IMAGE_END_TOKEN, IMAGE_START_TO
 from llava_medgpt.model.tokenizer import build_tiny_tokenizer
 from llava_medgpt.processing.image_processor import MedGptImageProcessor
 from llava_medgpt.processing.processor import MedGptProcessor, labels_from_spans
+from llava_medgpt.processing.records import messages_from_record
 
 TOKENS_PER_TILE = 4  # small, so placeholder runs stay short; tiling itself is unchanged
 
@@ -156,3 +157,44 @@ def test_literal_image_token_in_text_is_refused(harmony_processor):
         ValueError, match="record 'inj': the rendered text holds 1 <\\|image_pad\\|> tokens for 0 images"
     ):
         harmony_processor.tokenize_conversation(record)
+
+
+# ------------------------------------------------------------------------------ training / inference token parity
+
+
+@pytest.mark.parametrize("backbone,template", [("gpt_oss", "medical_harmony"), ("llama", "generic"),
+                                               ("qwen2", "generic")])
+@pytest.mark.parametrize("history", ["single_turn", "multi_turn", "earlier_reasoning"])
+def test_training_tokens_are_the_generation_prompt_plus_the_target(backbone, template, history):
+    """What the model is trained to continue is exactly what it is given at inference: the training ids of a
+    conversation start with the ids of the generation prompt of its history (apply_chat_template + __call__, the
+    path chat, eval and serving take), and what follows is the last answer, every token of it labelled."""
+    harmony = template == "medical_harmony"
+    options = {"earlier_reasoning": "drop"} if history == "earlier_reasoning" and harmony else {}
+    processor = processor_for(backbone, template, **options)
+    image = Image.new("RGB", (500, 300), (90, 90, 90))  # 2 tiles + thumbnail: a multi-tile placeholder
+    turns = [{"from": "system", "value": "Answer briefly."}, {"from": "human", "value": "<image>\nWhat is shown?"}]
+    if history != "single_turn":
+        earlier = {"from": "gpt", "value": "A chest film."}
+        if history == "earlier_reasoning" and harmony:
+            earlier["reasoning"] = "It is a frontal view."  # "drop": generation renders history the same way
+        turns += [earlier, {"from": "human", "value": "Any nodule?"}]
+    answer = {"from": "gpt", "value": "No nodule is seen."}
+    if harmony:
+        answer["reasoning"] = "The lung fields are clear."
+    sample = processor.tokenize_conversation({"id": "p", "conversations": turns + [answer]}, images=[image])
+
+    prompt = processor.apply_chat_template(messages_from_record({"conversations": turns}), add_generation_prompt=True)
+    prompt_ids = processor(text=[prompt], images=[[image]])["input_ids"][0]
+    n = len(prompt_ids)
+    input_ids, labels = sample["input_ids"], sample["labels"]
+    assert torch.equal(input_ids[:n], prompt_ids)
+    target = labels[n:] != IGNORE_INDEX
+    # The answer's tokens are labelled up to its end token; only the template's separator after it is not (Qwen's
+    # "<|im_end|>\n").
+    length = int(target.sum())
+    assert target[:length].all() and not target[length:].any()
+    assert processor.tokenizer.decode(input_ids[n + length :]).strip() == ""
+    expected_answer = ("<|channel|>analysis<|message|>The lung fields are clear.<|end|><|start|>assistant"
+                       "<|channel|>final<|message|>No nodule is seen.<|return|>") if harmony else "No nodule is seen."
+    assert processor.tokenizer.decode(input_ids[n : n + length]).startswith(expected_answer)

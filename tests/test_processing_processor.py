@@ -11,16 +11,16 @@ from llava_medgpt.model.tokenizer import build_tiny_tokenizer
 from llava_medgpt.processing.image_processor import MedGptImageProcessor
 from llava_medgpt.processing.processor import (
     ImageCountMismatchError,
+    InvalidRecordError,
     MedGptProcessor,
-    NoTargetError,
     SampleError,
     SampleImageError,
     SampleTemplateError,
     SampleTooLongError,
     SampleTooManyImagesError,
     expand_image_markers,
-    messages_from_record,
 )
+from llava_medgpt.processing.records import messages_from_record
 
 TOKENS_PER_TILE = 4
 
@@ -97,15 +97,20 @@ def test_images_passed_in_match_images_loaded_from_root(processor, image_root):
 
 def test_marker_image_mismatch_names_the_record(processor, image_root):
     record = {**TWO_IMAGE_RECORD, "image": "square.png"}
-    with pytest.raises(ImageCountMismatchError, match=r"record 'medframeqa-3': 2 <image> markers .* but 1 images"):
+    with pytest.raises(ImageCountMismatchError, match=r"record 'medframeqa-3': 2 '<image>' markers but 1 images"):
         processor.tokenize_conversation(record, image_root=image_root)
     record = {"id": "t-1", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}
-    with pytest.raises(ImageCountMismatchError, match="record 't-1': 0 <image> markers"):
+    with pytest.raises(ImageCountMismatchError, match="record 't-1': 0 '<image>' markers but 1 images") as error:
         processor.tokenize_conversation(record, images=[Image.new("RGB", (8, 8))])
+    assert error.value.reason == "image_count_mismatch"
 
 
 def test_image_problems_name_the_record(processor, image_root):
-    escaping = {**TWO_IMAGE_RECORD, "image": ["../square.png", "wide.png"]}
+    dotted = {**TWO_IMAGE_RECORD, "image": ["../square.png", "wide.png"]}
+    with pytest.raises(InvalidRecordError, match=r"record 'medframeqa-3': image path '../square.png' must be "
+                                                 "relative and stay inside its image folder"):
+        processor.tokenize_conversation(dotted, image_root=image_root / "sub")
+    escaping = {**TWO_IMAGE_RECORD, "image": [str(image_root / "square.png"), "wide.png"]}  # absolute, outside
     with pytest.raises(SampleImageError, match=r"record 'medframeqa-3': .*leaves the image root") as error:
         processor.tokenize_conversation(escaping, image_root=image_root / "sub")
     assert error.value.reason == "image_load"
@@ -135,11 +140,19 @@ def test_default_max_length_is_the_tokenizers(image_root):
 
 
 def test_record_errors(processor):
-    with pytest.raises(NoTargetError, match="record 'q-only': no assistant turn"):
+    # The schema (processing.records.validate_record) is checked by the processor itself, so a record fails the
+    # same way from the dataset and from a direct call.
+    with pytest.raises(InvalidRecordError, match="record 'q-only': a record needs at least one prompt turn and "
+                                                 "one 'gpt' turn") as error:
         processor.tokenize_conversation({"id": "q-only", "conversations": [{"from": "human", "value": "Q"}]})
-    with pytest.raises(SampleTemplateError, match="record 'bad-role': turn 0 has from='bot'"):
-        processor.tokenize_conversation({"id": "bad-role", "conversations": [{"from": "bot", "value": "Q"}]})
-    late_system = {"id": "late", "conversations": [{"from": "human", "value": "Q"}, {"from": "system", "value": "S"}]}
+    assert error.value.reason == "invalid_record"
+    with pytest.raises(InvalidRecordError, match="record 'bad-role': turn 0 has role 'bot'"):
+        processor.tokenize_conversation({"id": "bad-role", "conversations": [{"from": "bot", "value": "Q"},
+                                                                            {"from": "gpt", "value": "A"}]})
+    with pytest.raises(InvalidRecordError, match=r"record None: a record must be a JSON object, got list"):
+        processor.tokenize_conversation(["not", "a", "record"])
+    late_system = {"id": "late", "conversations": [{"from": "human", "value": "Q"}, {"from": "system", "value": "S"},
+                                                   {"from": "gpt", "value": "A"}]}
     with pytest.raises(SampleTemplateError, match="record 'late': A system message is only allowed first"):
         processor.tokenize_conversation(late_system)
 

@@ -10,7 +10,7 @@ import torch
 from transformers import Qwen2Config, TrainerControl, TrainingArguments
 
 from llava_medgpt.data.demo import build_demo_dataset
-from llava_medgpt.data.records import validate_record
+from llava_medgpt.processing.records import validate_record
 from llava_medgpt.model import MedGptConfig, MedGptForConditionalGeneration
 from llava_medgpt.model.backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
 from llava_medgpt.train import checkpointing as ckpt

@@ -30,7 +30,7 @@ from ..fileio import atomic_write
 from ..rows import UnreadableFile, UnreadableRow, read_rows
 from .converters import CONVERTERS, Converter, SkipRow
 from .converters.report import read_mimic_cxr_studies
-from .records import RecordError, record_images, validate_record
+from ..processing.records import RecordError, record_images, validate_record
 
 _EXAMPLES_PER_REASON = 5
 _ROWS_FOR_COLUMNS = 100  # rows whose keys are listed when nothing converts

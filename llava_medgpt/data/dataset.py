@@ -30,11 +30,10 @@ from torch.utils.data import Dataset
 
 from ..processing.image_io import ImageLoadError
 from ..processing.processor import SampleError
+from ..processing.records import RecordError, record_images
 from .index import MalformedRecordError, RecordIndex
 from .recipes import Recipe, load_recipe, select_indices
-from .records import RecordError, record_images, validate_record
 from .skips import SkippedSample
-
 
 
 class DuplicateRecordError(RecordError):
@@ -146,7 +145,6 @@ class MedGptDataset(Dataset):
             record = source.index.read(record_number)
             if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:
                 sample_id = record["id"]  # name the sample by its id even if the rest of it is invalid
-            validate_record(record, allow_absolute_paths=True)  # resolve_image_path keeps them inside the root
             earlier = next((i for i in source.index.earlier_duplicates(record_number) if _selects(source, i)), None)
             if earlier is not None:
                 raise DuplicateRecordError(sample_id, f"record {record_number} of {source.index.manifest.name} "

@@ -55,7 +55,7 @@ from ..fileio import atomic_write
 from ..rows import read_rows
 from .converters.mcq import mcq_question_stem
 from .recipes import Recipe, RecipeError, load_recipe
-from .records import record_images
+from ..processing.records import PROMPT_ROLES, record_images, record_turns
 
 DEFAULT_MIN_WORDS = 6
 DEFAULT_MIN_CONTAINED_WORDS = 10
@@ -338,7 +338,7 @@ def build_eval_index(items: Iterable[EvalItem], ngram: int = 0, min_words: int =
 def record_questions(record: dict) -> list[str]:
     """Normalised questions of a record's prompt turns (MCQ option blocks removed)."""
     return [normalize_question(mcq_question_stem(turn["value"]))
-            for turn in record.get("conversations", []) if turn.get("from") in ("human", "system")]
+            for turn in record_turns(record) if turn.get("from") in PROMPT_ROLES]
 
 
 @dataclass(frozen=True)

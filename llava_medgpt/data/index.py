@@ -38,6 +38,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..processing.records import TURN_TEXT_FIELDS, record_images, record_turns
+
 INDEX_FORMAT_VERSION = 2  # 2: duplicates.npy, key with ctime and inode
 CHARS_PER_TOKEN = 4  # byte-level BPE on English / clinical text; only used to group and pack by length
 TOKENS_PER_TURN = 8  # role header and end tokens of a chat template turn
@@ -62,20 +64,9 @@ def estimate_record_length(record: Any) -> tuple[int, int]:
     A cheap estimate is enough: lengths only decide which samples share a batch or a packed row, and the
     processor measures the true length (and rejects over-long samples) when the sample is built.
     """
-    if not isinstance(record, dict):
-        return 0, 0
-    chars, turns = 0, 0
-    conversations = record.get("conversations")
-    if isinstance(conversations, list):
-        for turn in conversations:
-            if isinstance(turn, dict):
-                turns += 1
-                for key in ("value", "reasoning"):
-                    if isinstance(turn.get(key), str):
-                        chars += len(turn[key])
-    image = record.get("image")
-    num_images = 1 if isinstance(image, str) else len(image) if isinstance(image, list) else 0
-    return chars // CHARS_PER_TOKEN + TOKENS_PER_TURN * turns, min(num_images, MAX_IMAGES_COUNTED)
+    turns = record_turns(record)
+    chars = sum(len(turn[key]) for turn in turns for key in TURN_TEXT_FIELDS if isinstance(turn.get(key), str))
+    return chars // CHARS_PER_TOKEN + TOKENS_PER_TURN * len(turns), min(len(record_images(record)), MAX_IMAGES_COUNTED)
 
 
 def _parse_or_none(line: bytes) -> Any:

@@ -336,7 +336,7 @@ def check_manifests(recipe: Recipe, records_checked: int = RECORDS_CHECKED) -> l
     """What only the files can tell, for every entry: the manifest and image folder exist, the first records are
     LLaVA records, and the images they name are in the image folder."""
     from .index import head_records
-    from .records import RecordError, record_images, validate_record
+    from ..processing.records import RecordError, record_images, validate_record
 
     problems = []
     for i, entry in enumerate(recipe.datasets):

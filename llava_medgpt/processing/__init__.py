@@ -1,4 +1,4 @@
-"""Preprocessing: image tiling and loading, conversation templates, the MedGptProcessor.
+"""Preprocessing: the record schema, image tiling and loading, conversation templates, the MedGptProcessor.
 
     from llava_medgpt.processing import MedGptProcessor, select_tile_grid, load_image
 
@@ -45,7 +45,12 @@ _EXPORTS = {
     "SampleTooManyImagesError": "processor",
     "expand_image_markers": "processor",
     "labels_from_spans": "processor",
-    "messages_from_record": "processor",
+    # records: the training record schema (LLaVA JSON), its validation and chat messages
+    "Record": "records",
+    "RecordError": "records",
+    "messages_from_record": "records",
+    "record_images": "records",
+    "validate_record": "records",
 }
 
 __all__ = sorted(_EXPORTS)

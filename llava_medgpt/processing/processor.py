@@ -44,16 +44,13 @@ from ..constants import (
 )
 from . import harmony
 from .image_io import ImageLoadError, resolve_image_path
+from .records import ImageCountError, RecordError, messages_from_record, record_images, validate_record
 from .templates import MedicalHarmonyTemplate, TemplateError, build_template
 from .tiling import TooManyImagesError
 
 logger = logging.getLogger(__name__)
 
 TRUNCATION_MODES = ("error", "drop_trailing_turns")
-
-# LLaVA JSON "from" -> chat role.
-RECORD_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
-
 
 class SampleError(ValueError):
     """A record that cannot become a training sample; the dataset skips it and counts it under `reason`."""
@@ -98,34 +95,9 @@ class SampleTemplateError(SampleError):
 
 
 class InvalidRecordError(SampleError):
-    """The record's fields have the wrong types (the data package's schema check says more, and runs first)."""
+    """The record breaks the schema (processing.records.validate_record); the message says how."""
 
     reason = "invalid_record"
-
-
-def messages_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """LLaVA record -> chat messages.
-
-    {"id": "x", "conversations": [{"from": "human", "value": "<image>\\nQ"}, {"from": "gpt", "value": "A",
-    "reasoning": "R"}]} -> [{"role": "user", "content": "<image>\\nQ"}, {"role": "assistant", "content": "A",
-    "reasoning": "R"}]
-    """
-    messages = []
-    conversations = record.get("conversations") or ()
-    if not isinstance(conversations, list):
-        raise InvalidRecordError(record.get("id"), f"'conversations' must be a list, got {type(conversations).__name__}")
-    for index, turn in enumerate(conversations):
-        if not isinstance(turn, Mapping) or not isinstance(turn.get("value"), str):
-            raise InvalidRecordError(record.get("id"), f"turn {index} must be an object with a string 'value'")
-        if turn.get("from") not in RECORD_ROLES:
-            raise SampleTemplateError(
-                record.get("id"), f"turn {index} has from={turn.get('from')!r}; expected one of {sorted(RECORD_ROLES)}"
-            )
-        message = {"role": RECORD_ROLES[turn["from"]], "content": turn["value"]}
-        if turn.get("reasoning") is not None:
-            message["reasoning"] = turn["reasoning"]
-        messages.append(message)
-    return messages
 
 
 def image_placeholder(num_image_tokens: int) -> str:
@@ -259,14 +231,16 @@ class MedGptProcessor(ProcessorMixin):
         """
         if truncation not in TRUNCATION_MODES:
             raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
-        record_id = record.get("id")
+        try:
+            # Absolute paths are accepted: resolve_image_path keeps every path inside image_root.
+            validate_record(record, allow_absolute_paths=True, image_count=None if images is None else len(images))
+        except ImageCountError as err:
+            raise ImageCountMismatchError(err.record_id, err.problem) from err
+        except RecordError as err:
+            raise InvalidRecordError(err.record_id, err.problem) from err
+        record_id = record["id"]
         messages = messages_from_record(record)
-        sources = list(images) if images is not None else _record_image_paths(record)
-        num_markers = sum(message["content"].count(IMAGE_MARKER) for message in messages)
-        if num_markers != len(sources):
-            raise ImageCountMismatchError(
-                record_id, f"{num_markers} {IMAGE_MARKER} markers in the conversation but {len(sources)} images"
-            )
+        sources = list(images) if images is not None else list(record_images(record))
 
         pixel_values, num_tiles, num_image_tokens = None, [], []
         if sources:
@@ -498,16 +472,6 @@ def content_images(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
     return images
 
 
-def _record_image_paths(record: Mapping[str, Any]) -> list[str]:
-    image = record.get("image")
-    if image is None:
-        return []
-    paths = [image] if isinstance(image, str) else list(image) if isinstance(image, list) else None
-    if paths is None or not all(isinstance(path, str) and path for path in paths):
-        raise InvalidRecordError(record.get("id"), f"'image' must be a path or a list of paths, got {image!r}")
-    return paths
-
-
 def _check_encodable(text: str) -> None:
     """ValueError for text the tokenizer cannot take: JSON may carry lone surrogates ("\\ud800"), which are not
     Unicode scalar values (the Rust tokenizer fails on them with a TypeError)."""
@@ -578,5 +542,4 @@ __all__ = [
     "SampleTooManyImagesError",
     "expand_image_markers",
     "labels_from_spans",
-    "messages_from_record",
 ]

@@ -29,6 +29,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ...processing.records import ASSISTANT_ROLE, record_turns
 from ..decontaminate import (DEFAULT_MIN_WORDS, build_eval_index, find_overlap, hash_image, load_eval_items,
                              normalize_question)
 from .base import KEEP, OrderedStep, RecordContext, Verdict, reject
@@ -141,7 +142,7 @@ class DuplicateImage(OrderedStep):
 
 def record_caption(record: dict) -> str:
     """The assistant text of a record (the caption of a stage-0 pair)."""
-    return "\n".join(t["value"] for t in record.get("conversations", []) if t.get("from") == "gpt")
+    return "\n".join(t["value"] for t in record_turns(record) if t.get("from") == ASSISTANT_ROLE)
 
 
 def _text_key(text: str) -> int:

@@ -24,7 +24,7 @@ from typing import Sequence
 from ...constants import IMAGE_MARKER
 from ...inference.harmony import answer_text
 from ...processing.image_io import ImageLoadError, load_image, resolve_image_path
-from ..records import record_images
+from ...processing.records import record_images
 from .base import KEEP, BatchStep, RecordContext, Verdict, reject
 from .dedup import record_caption
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ..records import RecordError, record_images, validate_record
+from ...processing.records import RecordError, record_images, validate_record
 from .base import RecordContext, Step, Verdict
 from .config import CurateConfig, dump_config
 from .views import ImageView

@@ -1,4 +1,4 @@
-"""The project's training record (LLaVA JSON schema) and its validation.
+"""The project's training record (LLaVA JSON schema): its one definition, validation and chat messages.
 
 A record is one JSON object per line of a manifest:
 
@@ -11,9 +11,13 @@ A record is one JSON object per line of a manifest:
 
 Image paths are relative to the source's image folder (manifests that converters write are relocatable); for
 training, an absolute path is also accepted when it lies inside the image folder (`validate_record(...,
-allow_absolute_paths=True)`; processing.image_io.resolve_image_path checks that). The number of `<image>` markers in the text equals
-the number of images; markers sit in system/human turns only. `reasoning` (optional, assistant turns only)
-is the reasoning trace that the chat template renders into GPT-oss's analysis channel.
+allow_absolute_paths=True)`; processing.image_io.resolve_image_path checks that). The number of `<image>` markers
+in the text equals the number of images; markers sit in system/human turns only. `reasoning` (optional,
+assistant turns only) is the reasoning trace that the chat template renders into GPT-oss's analysis channel.
+
+Everything that reads records goes through here: the converters and curation validate what they write, the
+processor validates what it tokenizes (so a dataset sample and a direct call fail the same way, with the same
+reason), and the record index estimates lengths from `record_turns` / `record_images` without validating.
 """
 
 from dataclasses import dataclass
@@ -22,7 +26,12 @@ from typing import Any, Mapping
 
 from ..constants import IMAGE_MARKER
 
-ROLES = ("system", "human", "gpt")
+# LLaVA JSON "from" -> chat role.
+RECORD_ROLES = {"system": "system", "human": "user", "gpt": "assistant"}
+ROLES = tuple(RECORD_ROLES)
+PROMPT_ROLES = ("system", "human")  # the turns that may hold <image> markers
+ASSISTANT_ROLE = "gpt"
+TURN_TEXT_FIELDS = ("value", "reasoning")
 
 
 class RecordError(ValueError):
@@ -32,6 +41,10 @@ class RecordError(ValueError):
         self.record_id = record_id
         self.problem = problem
         super().__init__(f"record {record_id!r}: {problem}")
+
+
+class ImageCountError(RecordError):
+    """The number of `<image>` markers differs from the number of images."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +84,39 @@ class Record:
         return out
 
 
-def record_images(record: Mapping[str, Any]) -> tuple[str, ...]:
-    """The record's image paths as a tuple (empty for text-only records); no validation."""
-    image = record.get("image")
-    if image is None:
-        return ()
+def record_images(record: Any) -> tuple:
+    """The record's image paths as a tuple (empty for text-only records, and for anything that is not a record
+    or whose "image" is neither a path nor a list); no validation."""
+    image = record.get("image") if isinstance(record, Mapping) else None
     if isinstance(image, str):
         return (image,)
-    return tuple(image)
+    if isinstance(image, list):
+        return tuple(image)
+    return ()
+
+
+def record_turns(record: Any) -> list[Mapping[str, Any]]:
+    """The turns of a record that are objects (empty for anything else); no validation."""
+    conversations = record.get("conversations") if isinstance(record, Mapping) else None
+    if not isinstance(conversations, list):
+        return []
+    return [turn for turn in conversations if isinstance(turn, Mapping)]
+
+
+def messages_from_record(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A valid record (validate_record) -> chat messages.
+
+    {"id": "x", "conversations": [{"from": "human", "value": "<image>\\nQ"}, {"from": "gpt", "value": "A",
+    "reasoning": "R"}]} -> [{"role": "user", "content": "<image>\\nQ"}, {"role": "assistant", "content": "A",
+    "reasoning": "R"}]
+    """
+    messages = []
+    for turn in record["conversations"]:
+        message = {"role": RECORD_ROLES[turn["from"]], "content": turn["value"]}
+        if turn.get("reasoning") is not None:
+            message["reasoning"] = turn["reasoning"]
+        messages.append(message)
+    return messages
 
 
 def _check_image_path(record_id: Any, path: Any, allow_absolute_paths: bool) -> None:
@@ -95,11 +133,13 @@ def _check_image_path(record_id: Any, path: Any, allow_absolute_paths: bool) -> 
         raise RecordError(record_id, f"image path {path!r} must be relative and stay inside its image folder")
 
 
-def validate_record(record: Any, allow_absolute_paths: bool = False) -> None:
+def validate_record(record: Any, allow_absolute_paths: bool = False, image_count: int | None = None) -> None:
     """Raise RecordError if `record` is not a valid training record (see module docstring).
 
     allow_absolute_paths: accept absolute image paths (the training dataset, which resolves every path inside
-    its source's image folder and refuses those that leave it).
+        its source's image folder and refuses those that leave it).
+    image_count: the number of images the markers must match when the images come from elsewhere than the
+        record's "image" field (the processor's `images=`); default: that field's paths.
     """
     if not isinstance(record, Mapping):
         raise RecordError(None, f"a record must be a JSON object, got {type(record).__name__}")
@@ -131,16 +171,16 @@ def validate_record(record: Any, allow_absolute_paths: bool = False) -> None:
         value = turn.get("value")
         if not isinstance(value, str):
             raise RecordError(record_id, f"turn {i} 'value' must be a string")
-        extra = set(turn) - {"from", "value", "reasoning"}
+        extra = set(turn) - {"from", *TURN_TEXT_FIELDS}
         if extra:
             raise RecordError(record_id, f"turn {i} has unknown keys {sorted(extra)}")
         if "reasoning" in turn:
-            if role != "gpt":
+            if role != ASSISTANT_ROLE:
                 raise RecordError(record_id, f"turn {i}: 'reasoning' is allowed on assistant ('gpt') turns only")
             if not isinstance(turn["reasoning"], str) or not turn["reasoning"].strip():
                 raise RecordError(record_id, f"turn {i}: 'reasoning' must be a non-empty string")
         markers = value.count(IMAGE_MARKER)
-        if role == "gpt":
+        if role == ASSISTANT_ROLE:
             has_gpt = True
             if markers:
                 raise RecordError(record_id, f"turn {i}: assistant text may not contain {IMAGE_MARKER!r}")
@@ -149,7 +189,8 @@ def validate_record(record: Any, allow_absolute_paths: bool = False) -> None:
         n_markers += markers
     if i == 0 or not has_gpt:
         raise RecordError(record_id, "a record needs at least one prompt turn and one 'gpt' turn")
-    if conversations[-1].get("from") != "gpt":
+    if conversations[-1].get("from") != ASSISTANT_ROLE:
         raise RecordError(record_id, "the last turn must be an assistant ('gpt') turn")
-    if n_markers != len(images):
-        raise RecordError(record_id, f"{n_markers} {IMAGE_MARKER!r} markers but {len(images)} images")
+    expected = len(images) if image_count is None else image_count
+    if n_markers != expected:
+        raise ImageCountError(record_id, f"{n_markers} {IMAGE_MARKER!r} markers but {expected} images")
