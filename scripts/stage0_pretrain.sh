@@ -44,6 +44,8 @@ STAGE_TUNABLE_PARTS=mm_mlp_adapter  # plus mm_vision_tower when TRAIN_VISION_TOW
 : "${WEIGHT_DECAY:=0.05}"
 : "${WARMUP_RATIO:=0.03}"
 : "${NUM_TRAIN_EPOCHS:=1}"
+# Table 2 on the paper's 8 x B200 (180 GB): 16 samples per GPU, padded to the longest of the batch. Other GPUs:
+# docs/training.md, "Memory plan" (e.g. 8 x 80 GB: PER_DEVICE_BATCH_SIZE=2 with --packing True).
 : "${MODEL_MAX_LENGTH:=32768}"
 : "${PER_DEVICE_BATCH_SIZE:=16}"
 : "${GLOBAL_BATCH_SIZE:=128}"
