@@ -22,7 +22,6 @@ setup(
         "peft>=0.21",
         "datasets>=5.2",
         "accelerate>=1.15",
-        "einops>=0.8",
         "pillow>=10",
         "pyyaml>=6",
         "safetensors>=0.4",

@@ -16,8 +16,8 @@ IMAGE_SPECIAL_TOKENS = (IMAGE_START_TOKEN, IMAGE_TOKEN, IMAGE_END_TOKEN)
 # Label value ignored by torch's cross-entropy.
 IGNORE_INDEX = -100
 
-# GPT-oss harmony format special tokens (ids in the real o200k_harmony vocabulary
-# are listed in docs/harmony.md; the tiny tokenizer assigns its own).
+# GPT-oss harmony format special tokens, by text: their ids come from the tokenizer (o200k_harmony for GPT-oss;
+# the tiny tokenizer assigns its own), so nothing here depends on one vocabulary.
 HARMONY_START = "<|start|>"
 HARMONY_END = "<|end|>"
 HARMONY_MESSAGE = "<|message|>"

@@ -1,5 +1,6 @@
 """Record index, recipe-driven dataset, and bad-sample accounting."""
 
+import hashlib
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from llava_medgpt.constants import IGNORE_INDEX, IMAGE_TOKEN
 from llava_medgpt.data.collator import MedGptCollator
 from llava_medgpt.data.dataset import MedGptDataset
 from llava_medgpt.data.index import (
@@ -21,7 +23,6 @@ from llava_medgpt.data.index import (
     estimate_record_length,
     index_dir_for,
 )
-from llava_medgpt.data.recipes import select_indices
 from llava_medgpt.data.skips import BatchMeta, SkippedSample, SkipReport, TooManyBadSamplesError
 from llava_medgpt.model.tokenizer import build_tiny_tokenizer
 from llava_medgpt.processing.image_processor import MedGptImageProcessor
@@ -77,9 +78,12 @@ def test_index_random_access_equals_sequential_read_for_every_format(tmp_path, r
         random.Random(1).shuffle(order)
         for i in order:
             assert index.read(i) == records[i], (manifest.name, i)
-        expected = [estimate_record_length(r) for r in records]
-        assert index.text_tokens.tolist() == [t for t, _ in expected]
-        assert index.num_images.tolist() == [n for _, n in expected]
+        # The estimate's rule, written out: characters of every value and reasoning / CHARS_PER_TOKEN, plus
+        # TOKENS_PER_TURN per turn; images counted from "image".
+        chars = [sum(len(t["value"]) + len(t.get("reasoning", "")) for t in r["conversations"]) for r in records]
+        turns = [len(r["conversations"]) for r in records]
+        assert index.text_tokens.tolist() == [c // CHARS_PER_TOKEN + TOKENS_PER_TURN * n for c, n in zip(chars, turns)]
+        assert index.num_images.tolist() == [1 if "image" in r else 0 for r in records]
 
 
 def test_index_pickles_by_path_for_spawned_workers(tmp_path, records):
@@ -238,15 +242,19 @@ datasets:
 def test_dataset_follows_the_recipe_selection(corpus, processor, tmp_path):
     dataset = MedGptDataset(corpus, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
     assert len(dataset) == 9 + 5 + 1
-    chat_selected = select_indices("random:5", 6, seed=7, name="Chat").tolist()
+    # random:5 of 6 records: numpy's Generator seeded with the first 8 bytes (little-endian) of sha256("7:Chat")
+    # draws 5 without replacement, sorted (docs/data.md); the draw leaves out record 4.
+    seed = int.from_bytes(hashlib.sha256(b"7:Chat").digest()[:8], "little")
+    chat_selected = sorted(np.random.default_rng(seed).choice(6, 5, replace=False).tolist())
+    assert chat_selected == [0, 1, 2, 3, 5]
     assert [dataset.read_record(k)["id"] for k in range(9, 14)] == [f"t{i}" for i in chat_selected]
     assert dataset.read_record(14)["id"] == "t99"
     # The malformed line (sample 4) cannot be parsed, so the index knows no image for it.
     assert dataset.has_image.tolist() == [True] * 4 + [False] + [True] * 4 + [False] * 6
-    # Estimated lengths: text estimate + images * image_tokens_estimate.
-    record = dataset.read_record(0)
-    text_tokens, n_images = estimate_record_length(record)
-    assert dataset.lengths[0] == text_tokens + n_images * dataset.image_tokens_estimate
+    # Estimated length of sample 0 ("<image>\nWhat is shown?" + "Finding 0.", one image): 32 characters // 4 + 2
+    # turns x 8, plus one image at the assumed 512 x 512 with CLIP-336 tiles: 2 x 2 tiles + thumbnail = 5 x 144.
+    assert dataset.image_tokens_estimate == 5 * 144
+    assert dataset.lengths[0] == 32 // 4 + 2 * 8 + 5 * 144
 
 
 def test_good_items_are_exactly_the_processor_output(corpus, processor, tmp_path):
@@ -257,6 +265,14 @@ def test_good_items_are_exactly_the_processor_output(corpus, processor, tmp_path
     assert item["id"] == "m1"
     assert torch.equal(item["input_ids"], expected["input_ids"]) and torch.equal(item["labels"], expected["labels"])
     assert item["pixel_values"].dtype == torch.uint8 and torch.equal(item["pixel_values"], expected["pixel_values"])
+    # And on its own terms: ok1.png is a flat 340 x 200 image of (10, 20, 30), so every tile is that colour; each
+    # tile is 144 placeholder tokens; the labels are exactly the harmony answer.
+    assert item["pixel_values"].shape[1:] == (3, 336, 336) and sum(item["num_tiles"]) == len(item["pixel_values"])
+    assert (item["pixel_values"] == torch.tensor([10, 20, 30], dtype=torch.uint8)[:, None, None]).all()
+    image_token = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert int((item["input_ids"] == image_token).sum()) == 144 * sum(item["num_tiles"])
+    labelled = item["input_ids"][item["labels"] != IGNORE_INDEX]
+    assert processor.tokenizer.decode(labelled) == "<|channel|>final<|message|>Finding 1.<|return|>"
 
 
 def test_every_bad_kind_is_skipped_with_its_reason_through_loader_workers(corpus, processor, tmp_path):

@@ -198,7 +198,7 @@ def test_packed_loss_equals_token_weighted_mean_of_single_sample_losses(text_bac
 
 
 def test_gpt_oss_does_not_detect_packing_from_position_ids_but_qwen2_does_without_a_cache():
-    """Pins transformers 5.23's behaviour that packed_attention_masks works around (see model/packed_masks.py); our model,
+    """Pins the transformers behaviour that packed_attention_masks works around (see model/packed_masks.py); our model,
     given only position ids, separates the samples for both backbones."""
     errors, ours = {}, {}
     for text_backbone in ("gpt_oss", "qwen2"):

@@ -101,16 +101,6 @@ def test_each_step_is_balanced_across_ranks_and_grouped_by_length():
     assert padding_waste(grouped) < 0.5 * padding_waste(random_batches)
 
 
-def test_resuming_skips_exactly_the_first_k_batches():
-    lengths, has_image = corpus()
-    sampler = ModalityLengthGroupedBatchSampler(lengths, has_image, 4, num_replicas=2, rank=0, seed=9)
-    sampler.set_epoch(2)
-    full = list(sampler)
-    sampler.set_epoch(2, start_batch=17)
-    assert len(sampler) == len(full) - 17
-    assert list(sampler) == full[17:]
-
-
 def test_packed_sampler_fills_rows_and_covers_every_sample_once():
     max_length, rows = 2048, 2
     lengths = np.minimum(corpus(n=3000, seed=2)[0], max_length)  # longer samples never reach a batch

@@ -1,11 +1,13 @@
 """Built-in report metrics against hand-computed values; optional clinical metrics never fake a number."""
 
+import importlib.util
 import math
+import os
 
 import pytest
 
 from llava_medgpt.eval.metrics import compute_clinical_metric, corpus_bleu, mean_rouge_l, rouge_l, tokenize
-from llava_medgpt.eval.metrics.clinical import CLINICAL_METRICS
+from llava_medgpt.eval.metrics.clinical import CLINICAL_METRICS, ClinicalMetric, MetricResult
 
 
 def test_tokenize_drops_case_and_punctuation():
@@ -32,21 +34,43 @@ def test_rouge_l_hand_computed():
 
 
 @pytest.mark.parametrize("name", sorted(CLINICAL_METRICS))
-def test_clinical_metric_without_package_or_weights_is_unavailable(name, monkeypatch):
+def test_clinical_metric_without_its_package_is_unavailable_naming_it(name):
+    metric = CLINICAL_METRICS[name]
+    if importlib.util.find_spec(metric.package) is not None:
+        pytest.skip(f"{metric.package} is installed here; the next tests cover the installed path")
     result = compute_clinical_metric(name, ["No effusion."], ["No pleural effusion."])
-    if result.value is None:
-        assert result.unavailable
-        assert result.to_json() == {"value": None, "unavailable": result.unavailable}
-    else:  # package and cached weights present on this machine
-        assert 0.0 <= result.value
+    assert result == MetricResult(None, f"package {metric.package!r} not installed (pip install {metric.pip_name})")
+    assert result.to_json() == {"value": None, "unavailable": result.unavailable}
+
+
+def test_a_missing_package_is_reported_before_anything_runs(monkeypatch):
+    calls = []
+    monkeypatch.setitem(CLINICAL_METRICS, "ratescore",
+                        ClinicalMetric("llava_medgpt_absent_metric", "absent-metric", lambda p, r: calls.append(p) or 1.0))
+    result = compute_clinical_metric("ratescore", ["a"], ["b"])
+    assert result == MetricResult(None, "package 'llava_medgpt_absent_metric' not installed (pip install absent-metric)")
+    assert calls == []
+
+
+def test_an_installed_metric_runs_offline_and_its_value_is_reported(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    seen = {}
+
+    def score(predictions, references):
+        seen.update(offline=os.environ.get("HF_HUB_OFFLINE"), args=(predictions, references))
+        return 0.25
+
+    monkeypatch.setitem(CLINICAL_METRICS, "ratescore", ClinicalMetric("json", "json", score))
+    assert compute_clinical_metric("ratescore", ["a"], ["b"]) == MetricResult(0.25)
+    assert seen == {"offline": "1", "args": (["a"], ["b"])}  # weights only from the local cache
+    assert "HF_HUB_OFFLINE" not in os.environ  # restored afterwards
+    assert compute_clinical_metric("ratescore", [], []) == MetricResult(None, "no predictions")
 
 
 def test_clinical_metric_failure_is_reported_not_scored(monkeypatch):
-    from llava_medgpt.eval.metrics import clinical
-
     def boom(predictions, references):
         raise OSError("We couldn't connect to the hub to load weights")
 
-    monkeypatch.setitem(CLINICAL_METRICS, "ratescore", clinical.ClinicalMetric("json", "json", boom))
+    monkeypatch.setitem(CLINICAL_METRICS, "ratescore", ClinicalMetric("json", "json", boom))
     result = compute_clinical_metric("ratescore", ["a"], ["b"])
     assert result.value is None and "couldn't connect" in result.unavailable

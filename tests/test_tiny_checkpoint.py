@@ -134,4 +134,8 @@ def test_attention_implementations_that_drop_gpt_oss_sinks_are_refused():
 
     with pytest.raises(ValueError, match="flash-attention 2 does not support GPT-oss attention sinks"):
         resolve_attn_implementation(GptOssConfig(), "flash_attention_2")
-    assert resolve_attn_implementation(GptOssConfig(), None) == "eager"  # CPU here
+    # GPT-oss's defaults: flex attention (keeps the sinks) on GPU, eager on CPU (flex with sinks raises there).
+    assert resolve_attn_implementation(GptOssConfig(), None, on_gpu=True) == "flex_attention"
+    assert resolve_attn_implementation(GptOssConfig(), None, on_gpu=False) == "eager"
+    assert resolve_attn_implementation(GptOssConfig(), None) == ("flex_attention" if torch.cuda.is_available()
+                                                                 else "eager")

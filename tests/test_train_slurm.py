@@ -121,8 +121,8 @@ def test_curriculum_on_two_slurm_nodes(cluster):
         state = subprocess.run(["scontrol", "show", "job", job_id], env=env, capture_output=True, text=True).stdout
         if signalled and "JobState=PENDING" in state and "Reason=BeginTime" in state and _steps_gone(job_id):
             # slurmctld holds a requeued job back (BeginTime, 120 s); start it now to keep CI short, but only once
-            # the first run's step has ended on both nodes: slurmd logs showed it ending ~1 s after the requeue,
-            # and a restart before that had the old step's exit booked against it (seen once: FAILED, RunTime 0).
+            # the first run's step has ended on both nodes: a step can end ~1 s after the requeue, and a restart
+            # before that gets the old step's exit booked against it (the job ends FAILED with RunTime 0).
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env)
         if signalled and "JobState=COMPLETED" in state:
             break

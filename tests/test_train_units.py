@@ -205,7 +205,8 @@ def test_setup_model_sets_yarn_eager_attention_and_max_length(tiny_checkpoint, t
                           rope_original_max_position_embeddings=1024)
     model, processor = setup_model(args, _training_args(tmp_path, model_max_length=4096))
     text_config = model.language_model.config
-    assert text_config._attn_implementation == "eager"  # GPT-oss on a machine without GPUs
+    # GPT-oss's default for the machine: flex attention on GPU, eager on CPU.
+    assert text_config._attn_implementation == ("flex_attention" if torch.cuda.is_available() else "eager")
     assert text_config.rope_parameters["factor"] == 8.0 and text_config.max_position_embeddings == 8192
     assert processor.tokenizer.model_max_length == 4096
 

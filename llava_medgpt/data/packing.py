@@ -12,12 +12,12 @@ Three things keep samples apart:
    IGNORE_INDEX; run alone, that label is never scored either (nothing precedes it), so the packed loss is the
    token-weighted mean of the samples' own losses.
 2. Positions restart at 0, so rotary embeddings see each sample at its own positions.
-3. Attention. transformers 5.23 turns restarting position_ids into a block-diagonal mask only when
+3. Attention. transformers turns restarting position_ids into a block-diagonal mask only when
    attention_mask is None AND past_key_values is None AND the model passes position_ids to its mask builder:
    Qwen2 and Llama do (with use_cache=False; the default use_cache=True creates a cache and silently disables
    the detection), GPT-oss does NOT (GptOssModel builds its masks without position_ids), so a packed GPT-oss row
-   would attend across samples. `llava_medgpt.model.packed_masks.packed_attention_masks` (the model calls it when
-   a batch has restarting position ids and no mask) builds the per-layer-type masks explicitly with
+   would attend across samples (tests/test_data_packing.py pins this). `model.packed_masks.packed_attention_masks`
+   (the model calls it when a batch has restarting position ids and no mask) builds the per-layer-type masks with
    transformers' own builders (float masks for eager, bool for sdpa, BlockMask for flex attention, and the
    sliding window applied within each sample), to pass as `attention_mask={"full_attention": ..., ...}`.
 

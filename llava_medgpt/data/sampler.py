@@ -13,8 +13,8 @@ Two orders, both yielding one list of dataset indices per step and rank:
   The collator packs the real lengths again, so a wrong estimate costs padding, never correctness.
 
 Every rank computes the whole epoch's order from (seed, epoch) and the lengths array, which are identical on all
-ranks, and keeps its own slice: no communication, no shared RNG state. `set_epoch(epoch, start_batch=k)` resumes
-an interrupted epoch after its first k steps.
+ranks, and keeps its own slice: no communication, no shared RNG state. A resumed epoch is re-planned from the same
+(seed, epoch) and the Trainer skips the steps already trained.
 
 When the number of samples does not fill the last step on every rank, drop_last=False wraps around to the start of
 the epoch's order (as torch's DistributedSampler does): a few samples are seen twice, and every rank runs the same
@@ -94,14 +94,10 @@ class _StepShardedBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
-        self.start_batch = 0
 
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Select the epoch's order; skip its first `start_batch` steps when resuming mid-epoch."""
-        if start_batch < 0:
-            raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's order."""
         self.epoch = epoch
-        self.start_batch = start_batch
 
     def _steps(self) -> list[list[np.ndarray]]:
         raise NotImplementedError
@@ -135,11 +131,11 @@ class _StepShardedBatchSampler(Sampler[list[int]]):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[list[int]]:
-        for step in self.epoch_steps()[self.start_batch :]:
+        for step in self.epoch_steps():
             yield step[self.rank].tolist()
 
     def __len__(self) -> int:
-        return max(0, len(self.epoch_steps()) - self.start_batch)
+        return len(self.epoch_steps())
 
 
 class ModalityLengthGroupedBatchSampler(_StepShardedBatchSampler):

@@ -4,8 +4,8 @@ Our architecture is InternVL's: vision tower -> pixel shuffle (0.5) -> LayerNorm
 causal LM, with image features written into placeholder tokens. transformers' `InternVLForConditionalGeneration`
 accepts a CLIP/SigLIP vision config and any causal-LM text config (GPT-oss included), so the export is a renaming
 of weights plus the projector's input channels permuted from our pixel-shuffle order to InternVL's (the
-permutation is computed from both shuffles on an index grid, so it stays exact whatever either order is; with
-transformers 5.24 it is the identity). Nothing is retrained or approximated.
+permutation is computed from both shuffles on an index grid, so it stays exact whatever either order is; today
+the two orders agree and it is the identity). Nothing is retrained or approximated.
 
 What maps exactly (checked by tests/test_export_internvl.py in a process that cannot import llava_medgpt):
 - weights: every tensor, bit-identical except the permuted projector input (a permutation, so still exact);

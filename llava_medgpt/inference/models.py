@@ -9,8 +9,8 @@ Adapters are chosen by `config.model_type` (an explicit registry, no name matchi
 
 HF processors are loaded image-only: the registry names the processor class, which is built from the
 checkpoint's PIL image processor, tokenizer and processor config/chat template, without a video processor.
-Evaluation never passes videos, and in transformers 5.23 the Qwen2-VL-family and LLaVA-OneVision video
-processors import torchvision (not installable beside the pinned CPU torch). The PIL backend is pinned so
+Evaluation never passes videos, and transformers' Qwen2-VL-family and LLaVA-OneVision video processors import
+torchvision (not installable beside the pinned CPU torch). The PIL backend is pinned so
 pixel values do not depend on whether torchvision happens to be installed.
 """
 

@@ -21,11 +21,13 @@ from .configuration import MedGptConfig
 from .modeling import MedGptForConditionalGeneration, MedGptProjector
 
 
-def resolve_attn_implementation(text_config, requested: str | None) -> str:
-    """The requested attention implementation, or the backbone's default for this machine; refuses known-bad ones."""
+def resolve_attn_implementation(text_config, requested: str | None, on_gpu: bool | None = None) -> str:
+    """The requested attention implementation, or the backbone's default for this machine (on_gpu: default
+    torch.cuda.is_available()); refuses known-bad ones."""
     backbone = text_backbone(text_config)
     if requested is None:
-        return backbone.gpu_attn_implementation if torch.cuda.is_available() else backbone.cpu_attn_implementation
+        on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
+        return backbone.gpu_attn_implementation if on_gpu else backbone.cpu_attn_implementation
     if requested in backbone.refused_attn_implementations:
         raise ValueError(
             f"attn_implementation={requested!r} cannot be used with {backbone.model_type}: "

@@ -250,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
 def _shutdown() -> None:
     """Destroy the process group on a clean finish (every rank gets here).
 
-    Left to interpreter exit, gloo's worker threads can outlive it and the rank dies with SIGABRT ("terminate
-    called without an active exception") after its work is done: seen once in a SLURM test run. After an
-    exception we do not call it, since other ranks may still be inside a collective.
+    Left to interpreter exit, gloo's worker threads can outlive the interpreter's teardown and the rank dies with
+    SIGABRT ("terminate called without an active exception") after its work is done, which fails a finished job.
+    After an exception we do not call it, since other ranks may still be inside a collective.
     """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
