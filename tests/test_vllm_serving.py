@@ -280,3 +280,30 @@ def test_text_only_baseline_through_the_server_equals_hf(tmp_path_factory, tmp_p
     for task in ("medqa", "pubmedqa"):
         hf_lines = (tmp_path / "hf/predictions" / f"{task}.jsonl").read_bytes()
         assert (tmp_path / "openai/predictions" / f"{task}.jsonl").read_bytes() == hf_lines, task
+
+
+def test_curation_judge_through_the_server(checkpoint, server, tmp_path):
+    """`python -m llava_medgpt.data.curate --llm-backend openai`: the llm_relevance step asks the served model once per
+    record through the eval's OpenAIBackend, and a tiny random model's replies, which are no verdicts, remove every
+    record as unparseable (never kept)."""
+    from llava_medgpt.data.curate.__main__ import main as curate_main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for k in range(3):
+        Image.fromarray(_smooth_rgb(rng, 96, 128)).save(images / f"{k}.png")
+        lines.append(json.dumps({"id": f"r{k}", "image": f"{k}.png", "conversations": [
+            {"from": "human", "value": "<image>\nDescribe the image."}, {"from": "gpt", "value": f"Caption {k}."}]}))
+    (tmp_path / "src.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "judge.yaml").write_text("steps:\n  - step: llm_relevance\n    batch_size: 2\n    max_new_tokens: 4\n")
+    before = server.successful_requests()
+    assert curate_main(["--input", str(tmp_path / "src.jsonl"), "--image-folder", str(images), "--output",
+                        str(tmp_path / "out"), "--config", str(tmp_path / "judge.yaml"), "--llm-backend", "openai",
+                        "--llm-model", str(checkpoint), "--base-url", server.base_url, "--workers", "1",
+                        "--no-progress"]) == 0
+    assert server.successful_requests() - before == 3
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    step = report["sources"][0]["steps"][-1]
+    assert step == {"step": "llm_relevance", "in": 3, "out": 0, "reasons": {"unparseable_verdict": 3}}

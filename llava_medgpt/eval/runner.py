@@ -148,18 +148,14 @@ def make_backend(args: argparse.Namespace, dtype, template_kwargs: dict):
         chat = load_chat_model(args.model, dtype=dtype, attn_implementation=args.attn_implementation,
                                template_kwargs=template_kwargs)
         return HFBackend(chat), chat.model_type, chat.multimodal
-    from ..inference.openai_backend import OpenAIBackend, OpenAIServer, describe_served_model, load_local_tokenizer
+    from ..inference.openai_backend import connect
 
     if not args.base_url:
         raise SystemExit("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    served = describe_served_model(args.model)
-    backend = OpenAIBackend(OpenAIServer(
-        base_url=args.base_url, model=str(args.model), api_key=args.api_key,
-        concurrency=args.concurrency or args.batch_size,
-        image_markers=served.image_markers if args.image_markers == "auto" else args.image_markers,
-        keep_special_tokens=served.harmony, template_kwargs=template_kwargs, max_retries=args.request_retries),
-        tokenizer=load_local_tokenizer(str(args.model)))
-    backend.wait_until_ready(timeout=args.server_wait)
+    backend, served = connect(str(args.model), args.base_url, api_key=args.api_key,
+                              concurrency=args.concurrency or args.batch_size, image_markers=args.image_markers,
+                              template_kwargs=template_kwargs, max_retries=args.request_retries,
+                              server_wait=args.server_wait)
     return backend, served.model_type, served.multimodal
 
 

@@ -265,5 +265,20 @@ class OpenAIBackend:
         raise ServerUnavailable(f"{self.base_url} did not answer /models within {timeout:.0f} s ({last_error})")
 
 
+
+def connect(model: str, base_url: str, api_key: str | None = None, concurrency: int = 8,
+            image_markers: str = "auto", template_kwargs: dict | None = None, max_retries: int = 5,
+            server_wait: float = 600.0) -> tuple[OpenAIBackend, ServedModel]:
+    """An OpenAIBackend for `model` served at `base_url`, set up from the checkpoint's local files (placeholder
+    mode, harmony decoding, tokenizer), once the server answers. Shared by evaluation and curation."""
+    served = describe_served_model(model)
+    backend = OpenAIBackend(OpenAIServer(
+        base_url=base_url, model=str(model), api_key=api_key, concurrency=concurrency,
+        image_markers=served.image_markers if image_markers == "auto" else image_markers,
+        keep_special_tokens=served.harmony, template_kwargs=dict(template_kwargs or {}), max_retries=max_retries),
+        tokenizer=load_local_tokenizer(str(model)))
+    backend.wait_until_ready(timeout=server_wait)
+    return backend, served
+
 __all__ = ["OpenAIBackend", "OpenAIServer", "RequestRejected", "ServedModel", "ServerUnavailable",
            "describe_served_model", "image_data_url", "load_local_tokenizer", "to_openai_messages"]

@@ -21,8 +21,18 @@ def _hf_backend(args):
     return HFBackend(load_chat_model(args.llm_model))
 
 
+def _openai_backend(args):
+    from ...inference.openai_backend import connect
+
+    if not args.base_url:
+        raise SystemExit("--llm-backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    backend, _ = connect(args.llm_model, args.base_url, api_key=os.environ.get("OPENAI_API_KEY"),
+                         concurrency=args.llm_concurrency)
+    return backend
+
+
 # --llm-backend NAME -> factory(args) -> GenerationBackend
-LLM_BACKENDS = {"hf": _hf_backend}
+LLM_BACKENDS = {"hf": _hf_backend, "openai": _openai_backend}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="drop a step of the config for this run (repeatable)")
     parser.add_argument("--eval-data", help="eval items folder for the eval_overlap step (sets its eval_data)")
     parser.add_argument("--llm-backend", choices=sorted(LLM_BACKENDS), default="hf",
-                        help="how the llm_relevance judge is reached (hf: a transformers checkpoint)")
-    parser.add_argument("--llm-model", help="the judge: a checkpoint folder (hf)")
+                        help="how the llm_relevance judge is reached (hf: a transformers checkpoint loaded here; "
+                        "openai: an OpenAI-compatible server such as vLLM, see docs/serving.md)")
+    parser.add_argument("--llm-model", help="the judge: a checkpoint folder (hf), or the name the server serves "
+                        "(openai; its local folder, if present, gives the tokenizer and template mode)")
+    parser.add_argument("--base-url", help="with --llm-backend openai: the server, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--llm-concurrency", type=int, default=8, help="with --llm-backend openai: requests in flight")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the image work")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--allow-unset", action="store_true", help="tolerate unset ${VARS} in the recipe")
