@@ -180,14 +180,17 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
         elif self.training and self._must_sync_vision_tower():
             inputs_embeds = self._touch_vision_tower(inputs_embeds)
 
-        if attention_mask is None and past_key_values is None and is_packed(position_ids):
+        if past_key_values is not None:  # generation passes the cache as `cache` or `past_key_values`
+            kwargs["past_key_values"] = past_key_values
+        has_cache = kwargs.get("cache", past_key_values) is not None
+        if attention_mask is None and not has_cache and is_packed(position_ids):
             # transformers does not separate packed samples for GPT-oss (nor for any model once a cache exists):
             # build the block-diagonal (and sliding-window) masks from the restarting position ids.
             attention_mask = packed_attention_masks(self.config.text_config, position_ids, inputs_embeds.dtype)
             use_cache = False
         if output_router_logits is None:  # the language model would fall back to its config, so decide here
             output_router_logits = getattr(self.language_model.config, "output_router_logits", None)
-        if labels is not None and self.training and past_key_values is None and self._memory_efficient_loss():
+        if labels is not None and self.training and not has_cache and self._memory_efficient_loss():
             # Training: the loss without full-vocabulary logits (none are returned).
             return self._forward_with_losses(
                 inputs_embeds, attention_mask, position_ids, labels, bool(output_router_logits), False, **kwargs
@@ -200,7 +203,6 @@ class MedGptForConditionalGeneration(MedGptPreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             labels=labels,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,

@@ -30,13 +30,9 @@ def packed_attention_masks(text_config, position_ids: torch.Tensor, dtype: torch
     # The builders read only the batch size, length, dtype and device of inputs_embeds.
     shape_only = torch.empty(position_ids.shape + (0,), dtype=dtype, device=position_ids.device)
     return {
-        layer_type: builders[layer_type](
-            config=text_config,
-            inputs_embeds=shape_only,
-            attention_mask=None,
-            past_key_values=None,
-            position_ids=position_ids,
-        )
+        # (config, inputs_embeds, attention_mask, cache) by position: the cache argument is named differently across
+        # transformers releases.
+        layer_type: builders[layer_type](text_config, shape_only, None, None, position_ids=position_ids)
         for layer_type in sorted(layer_types)
     }
 

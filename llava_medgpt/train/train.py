@@ -30,6 +30,7 @@ from ..model.card import TrainingRecord, write_model_card
 from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
 from .checkpointing import is_complete, latest_complete_checkpoint, mark_complete, remove_incomplete_checkpoints
 from .freezing import parse_tunable_parts
+from .known_warnings import filter_known_warnings
 from .lora import add_lora, merge_lora
 from .preemption import REQUEUE_EXIT_CODE, PreemptionCallback
 from .trainer import MedGptTrainer
@@ -200,6 +201,7 @@ def _barrier() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    filter_known_warnings()
     argv = sys.argv[1:] if argv is None else list(argv)
     argv = _prepare_cpu_deepspeed(argv)
     model_args, data_args, training_args = parse_args(argv)
