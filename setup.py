@@ -29,6 +29,7 @@ setup(
         "pydicom>=3.0",
         "tqdm>=4.66",
         "matplotlib>=3.8",  # evaluation chart (its bundled DejaVu fonts render every label glyph)
+        "scikit-image>=0.24",  # the tiny preset's demo data uses the sample images scikit-image ships
     ],
     extras_require={
         # flash-attn cannot build without CUDA, and transformers refuses it for GPT-oss (attention sinks).
@@ -36,7 +37,7 @@ setup(
         # The web demo (llava-medgpt-demo). gradio caps pillow below 13.
         "demo": ["gradio>=6.31,<7"],
         # selenium drives Debian's chromium in the demo's browser test (scripts/setup.sh --tests installs it).
-        "test": ["pytest>=8", "scikit-image>=0.24", "scipy>=1.11", "oss-harmony==0.0.11", "gradio>=6.31,<7",
+        "test": ["pytest>=8", "scipy>=1.11", "oss-harmony==0.0.11", "gradio>=6.31,<7",
                  "selenium>=4.30"],
         # Report metrics (docs/evaluation.md). They fetch their models from a hub on first use and, here, resolve to
         # torch 2.14.1 + CUDA wheels: install them where that is wanted, after torch.

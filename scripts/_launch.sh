@@ -4,9 +4,14 @@
 # paper hyperparameters with `: "${VAR:=default}"` (so anything already in the environment wins), then calls
 # `launch_stage "$@"`. Variables every stage understands (all optional):
 #
-#   PRESET=tiny           tiny random checkpoint + demo data (built on first use under OUTPUT_ROOT/tiny_assets),
-#                         small batches; runs the whole curriculum on CPU in minutes
+#   PRESET=tiny           tiny GPT-oss + CLIP and the demo data (built on first use under OUTPUT_ROOT/tiny_assets by
+#                         python -m llava_medgpt.train.tiny_preset), short packed rows, higher learning rates and
+#                         enough epochs that the loss falls; runs the whole curriculum on CPU in minutes
 #   OUTPUT_ROOT           where stages write: OUTPUT_ROOT/stage0, /stage1, /stage2 (default: outputs)
+#   PACKING               True (default): several samples per row (rows of MODEL_MAX_LENGTH tokens, samples kept
+#                         apart by restarting position ids); PER_DEVICE_BATCH_SIZE then counts rows (default 1 row
+#                         per GPU, 8 per step). False: one sample per padded row, Table 2's 16 per GPU / 128 per step
+#   PER_DEVICE_BATCH_SIZE, GLOBAL_BATCH_SIZE (auto: PER_DEVICE_BATCH_SIZE x world size), MODEL_MAX_LENGTH
 #   NPROC_PER_NODE        processes per node (default: GPUs per node; on CPU 2, or 1 per SLURM node)
 #   DEEPSPEED_CONFIG      scripts/deepspeed/{zero2,zero3,zero3_offload}.json
 #   ATTN_IMPLEMENTATION   default: the backbone's choice (GPT-oss: flex_attention on GPU, eager on CPU)
@@ -14,7 +19,9 @@
 #   TRAIN_VISION_TOWER    1: add mm_vision_tower to the stage's STAGE_TUNABLE_PARTS; MM_TUNABLE_PARTS overrides both
 #   BF16_START_DIR        stage 0: where an MXFP4 start is converted to bf16, once (default: OUTPUT_ROOT/start_bf16)
 #   INDEX_CACHE_DIR       where the record indexes go (default: beside each manifest; set it for read-only datasets)
-#   SAVE_STEPS, SAVE_TOTAL_LIMIT, DATALOADER_NUM_WORKERS, SEED, PYTHON
+#   SAVE_STEPS, SAVE_TOTAL_LIMIT, LOGGING_STEPS, DATALOADER_NUM_WORKERS, SEED, PYTHON
+#
+# `bash scripts/stageN_*.sh --help` prints the stage's settings as they would be used, without starting anything.
 #
 # On a machine without GPUs the same command runs CPU processes: DS_ACCELERATOR=cpu, gloo, fp32 (no bf16 on CPU).
 # Under SLURM (sbatch) one torchrun per node is started with srun; master address, node rank and world size come
@@ -31,10 +38,18 @@ REQUEUE_EXIT_CODE=75  # llava_medgpt.train.preemption.REQUEUE_EXIT_CODE
 _log() { echo "[stage${STAGE}] $*" >&2; }
 _die() { echo "[stage${STAGE}] error: $*" >&2; exit 2; }
 
+# The stage script's own arguments (this file is sourced without arguments, so "$@" is the script's).
+WANTS_HELP=0
+for _arg in "$@"; do [[ "$_arg" == -h || "$_arg" == --help ]] && WANTS_HELP=1; done
+
 # ----------------------------------------------------------------------------------------------------- hardware
 if [[ -z "${NUM_GPUS:-}" ]]; then
-  NUM_GPUS="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null)" \
-    || _die "cannot import torch with $PYTHON (activate the environment first: bash scripts/setup.sh)"
+  if [[ "$WANTS_HELP" == 1 ]] || ! command -v nvidia-smi >/dev/null; then
+    NUM_GPUS=0
+  else
+    NUM_GPUS="$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null)" \
+      || _die "cannot import torch with $PYTHON (activate the environment first: bash scripts/setup.sh)"
+  fi
 fi
 if [[ "$NUM_GPUS" -gt 0 ]]; then
   ON_GPU=1
@@ -51,11 +66,19 @@ if [[ "$PRESET" == tiny ]]; then
   : "${VISION_TOWER:=$TINY_ASSETS/vision_tower}"
   : "${DATA_RECIPE:=$REPO_DIR/data_recipes/demo_stage${STAGE}.yaml}"
   export DEMO_DATA="${DEMO_DATA:-$TINY_ASSETS/demo_data}"
-  : "${PER_DEVICE_BATCH_SIZE:=2}"
+  # Packed like the real recipe: one row per process. The sampler plans rows from length estimates that count 5
+  # tiles per image (the demo images are 1 tile), so a 4,096-token row gets about 4 image samples (~1,100 tokens).
+  : "${PACKING:=True}"
+  : "${PER_DEVICE_BATCH_SIZE:=1}"
   : "${GLOBAL_BATCH_SIZE:=auto}"  # PER_DEVICE_BATCH_SIZE x world size: no gradient accumulation
   : "${MODEL_MAX_LENGTH:=4096}"
-  : "${NUM_TRAIN_EPOCHS:=1}"
-  : "${SAVE_STEPS:=2}"
+  # A few dozen steps per stage, at rates a 64-wide model learns at (the paper's are for a 20B model).
+  : "${NUM_TRAIN_EPOCHS:=10}"
+  : "${LEARNING_RATE:=2e-3}"
+  : "${MM_PROJECTOR_LR:=2e-3}"
+  : "${MM_VISION_TOWER_LR:=2e-4}"
+  : "${SAVE_STEPS:=25}"
+  : "${LOGGING_STEPS:=5}"
   : "${DATALOADER_NUM_WORKERS:=0}"
   if [[ "$ON_GPU" == 0 ]]; then : "${NPROC_PER_NODE:=$([[ -n "${SLURM_JOB_ID:-}" ]] && echo 1 || echo 2)}"; fi
 elif [[ -n "$PRESET" ]]; then
@@ -64,11 +87,28 @@ fi
 
 _prepare_tiny_assets() {
   [[ -f "$TINY_ASSETS/COMPLETE" ]] && return 0
-  _log "PRESET=tiny: writing a tiny language model, vision tower and the demo data to $TINY_ASSETS"
+  _log "PRESET=tiny: writing a tiny language model (pretrained on the demo texts), vision tower and the demo data" \
+       "to $TINY_ASSETS"
   mkdir -p "$TINY_ASSETS"
-  "$PYTHON" -m llava_medgpt.model.tiny "$TINY_ASSETS" --parts --text-backbone gpt_oss >/dev/null
-  "$PYTHON" -m llava_medgpt.data.demo --output "$TINY_ASSETS/demo_data" >/dev/null
-  touch "$TINY_ASSETS/COMPLETE"
+  # One thread: for a 64-wide model, thread synchronisation costs more than it saves.
+  OMP_NUM_THREADS=1 "$PYTHON" -m llava_medgpt.train.tiny_preset "$TINY_ASSETS" | sed "s/^/[stage${STAGE}] /" >&2
+}
+
+# Packing and batch sizes (Table 2: 16 samples per GPU, 128 per step, up to 32,768 tokens each).
+_batch_defaults() {
+  : "${PACKING:=True}"
+  if [[ "$PACKING" == True ]]; then
+    # Rows of MODEL_MAX_LENGTH tokens, each holding as many samples as fit: one row per GPU and 8 per step
+    # (8 GPUs, no accumulation, as Table 2), 8 x 32,768 tokens, the tokens of 128 samples of about 2,000.
+    : "${PER_DEVICE_BATCH_SIZE:=1}"
+    : "${GLOBAL_BATCH_SIZE:=8}"
+  elif [[ "$PACKING" == False ]]; then
+    : "${PER_DEVICE_BATCH_SIZE:=16}"
+    : "${GLOBAL_BATCH_SIZE:=128}"
+  else
+    _die "PACKING must be True or False, got $PACKING"
+  fi
+  return 0
 }
 
 # ------------------------------------------------------------------------------------------- trained parts
@@ -116,7 +156,9 @@ _train_args() {
     _die "GLOBAL_BATCH_SIZE=$global is not a multiple of PER_DEVICE_BATCH_SIZE=$PER_DEVICE_BATCH_SIZE x $WORLD_SIZE processes"
   fi
   accumulation=$((global / (PER_DEVICE_BATCH_SIZE * WORLD_SIZE)))
-  _log "world size $WORLD_SIZE ($NNODES node(s) x $NPROC_PER_NODE), per-device batch $PER_DEVICE_BATCH_SIZE," \
+  local unit="sample(s)"
+  [[ "$PACKING" == True ]] && unit="packed row(s) of up to $MODEL_MAX_LENGTH tokens"
+  _log "world size $WORLD_SIZE ($NNODES node(s) x $NPROC_PER_NODE), per-device batch $PER_DEVICE_BATCH_SIZE $unit," \
        "gradient accumulation $accumulation, global batch $global"
 
   TRAIN_ARGS=(
@@ -135,16 +177,20 @@ _train_args() {
     --per_device_train_batch_size "$PER_DEVICE_BATCH_SIZE"
     --gradient_accumulation_steps "$accumulation"
     --model_max_length "$MODEL_MAX_LENGTH"
+    --packing "$PACKING"
     --gradient_checkpointing True
     --gradient_checkpointing_kwargs '{"use_reentrant": false}'
     --group_by_modality_length "${GROUP_BY_MODALITY_LENGTH:-True}"
-    --logging_steps 1
+    --logging_steps "${LOGGING_STEPS:-1}"
+    --logging_first_step True
     --save_strategy steps
     --save_steps "${SAVE_STEPS:-500}"
     --save_total_limit "${SAVE_TOTAL_LIMIT:-2}"
     --dataloader_num_workers "${DATALOADER_NUM_WORKERS:-4}"
+    --dataloader_pin_memory "$([[ "$ON_GPU" == 1 ]] && echo True || echo False)"  # pinned memory needs a GPU
     --seed "${SEED:-42}"
     --report_to none
+    --disable_tqdm True
   )
   [[ -n "${VISION_TOWER_ARG:-}" ]] && TRAIN_ARGS+=(--vision_tower "$VISION_TOWER_ARG")
   [[ -n "${CONVERSATION_VERSION:-}" ]] && TRAIN_ARGS+=(--version "$CONVERSATION_VERSION")
@@ -159,10 +205,18 @@ _train_args() {
   return 0
 }
 
-# Run "$@" in the background and forward USR1/TERM to it: the ranks then save a checkpoint and exit.
+# Run "$@" in the background and forward USR1/TERM to it: the ranks then save a checkpoint and exit. Its console
+# output goes through llava_medgpt.train.rank_logs (a line all ranks print appears once; one only some ranks print,
+# with its rank), which ignores those signals and ends when the output does.
 _run_forwarding_signals() {
   SIGNALLED=0
-  "$@" &
+  local fifo="$OUTPUT_DIR/.console.$$"
+  rm -f "$fifo"
+  mkfifo "$fifo"
+  # By path, not -m: it needs only the standard library, and importing the package would load transformers.
+  "$PYTHON" "$REPO_DIR/llava_medgpt/train/rank_logs.py" < "$fifo" >&2 &
+  local merger=$!
+  "$@" > "$fifo" 2>&1 &
   local child=$!
   trap "SIGNALLED=1; kill -USR1 $child 2>/dev/null || true" USR1 TERM
   local rc
@@ -171,10 +225,35 @@ _run_forwarding_signals() {
     kill -0 "$child" 2>/dev/null || break  # wait returned because a trap ran: keep waiting for the child
   done
   trap - USR1 TERM
+  wait "$merger" || true
+  rm -f "$fifo"
   return "$rc"
 }
 
+# `--help`: what this stage would run, from the same variables, and where the rest of the options are.
+_print_help() {
+  local script="${BASH_SOURCE[2]:-$0}"
+  sed -n '2,/^#SBATCH/p' "$script" | grep -v '^#SBATCH' | sed 's/^# \{0,1\}//'
+  echo "Settings (environment variable = value used; set any of them to override):"
+  local name
+  for name in PRESET OUTPUT_ROOT OUTPUT_DIR MODEL_NAME_OR_PATH VISION_TOWER PREV_STAGE_CHECKPOINT DATA_RECIPE \
+              STAGE_TUNABLE_PARTS TRAIN_VISION_TOWER MM_TUNABLE_PARTS LEARNING_RATE MM_PROJECTOR_LR \
+              MM_VISION_TOWER_LR WEIGHT_DECAY WARMUP_RATIO NUM_TRAIN_EPOCHS MAX_STEPS MODEL_MAX_LENGTH PACKING \
+              PER_DEVICE_BATCH_SIZE GLOBAL_BATCH_SIZE DEEPSPEED_CONFIG ROPE_SCALING_TYPE ROPE_SCALING_FACTOR \
+              ROPE_ORIGINAL_MAX_POSITION_EMBEDDINGS NPROC_PER_NODE; do
+    [[ -n "${!name:-}" ]] && printf '  %-38s %s\n' "$name" "${!name}"
+  done
+  echo "Shared variables: scripts/_launch.sh. Extra arguments go to python -m llava_medgpt.train (every"
+  echo "transformers.TrainingArguments flag; list them with: python -m llava_medgpt.train --help)."
+}
+
 launch_stage() {
+  _batch_defaults
+  if [[ "$WANTS_HELP" == 1 ]]; then
+    _tunable_parts
+    _print_help
+    exit 0
+  fi
   [[ "$PRESET" == tiny ]] && _prepare_tiny_assets
   # The data recipe is checked first (seconds), with every problem listed at once: before a start model is
   # prepared (minutes for an MXFP4 conversion) and before any training process starts.
@@ -199,9 +278,13 @@ launch_stage() {
   _topology
   _train_args
 
+  # Every rank's full output is kept under OUTPUT_DIR/logs; the console gets it line by line, tagged "[rankN]:"
+  # (global rank) for rank_logs to merge. Progress bars cannot be redrawn through that, so losses print as lines.
+  export TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE='[rank${rank}]:' PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1
   local torchrun=("$PYTHON" -m torch.distributed.run
     --nnodes "$NNODES" --nproc_per_node "$NPROC_PER_NODE"
     --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT"
+    --log-dir "$OUTPUT_DIR/logs" --tee 3
     --signals_to_handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown_timeout "${SHUTDOWN_TIMEOUT:-600}")
   local rc
   if [[ "$UNDER_SLURM" == 1 ]]; then

@@ -41,8 +41,7 @@ STAGE_TUNABLE_PARTS=mm_mlp_adapter,mm_language_model  # plus mm_vision_tower whe
 # Table 2 on the paper's 8 x B200 (180 GB): 16 samples per GPU, padded to the longest of the batch. Other GPUs:
 # docs/training.md, "Memory plan" (e.g. 8 x 80 GB: PER_DEVICE_BATCH_SIZE=1 MODEL_MAX_LENGTH=16384 with --packing True).
 : "${MODEL_MAX_LENGTH:=32768}"
-: "${PER_DEVICE_BATCH_SIZE:=16}"
-: "${GLOBAL_BATCH_SIZE:=128}"
+# Batches (packed rows by default; PACKING=False: Table 2's 16 samples per GPU, 128 per step): scripts/_launch.sh.
 : "${DEEPSPEED_CONFIG:=$REPO_DIR/scripts/deepspeed/zero3.json}"
 
 launch_stage "$@"

@@ -3,7 +3,8 @@
 `sbatch scripts/stage{0,1,2}_*.sh` across 2 nodes (1 CPU each), each stage from the previous output; losses are
 finite, frozen parameters are bit-identical to the stage's start, trainable ones moved. Stage 2 is preempted
 (USR1 to the batch shell, as `--signal=B:USR1@...` sends it), saves, requeues itself and finishes from the
-checkpoint. Needs root and Debian's slurm-wlm + munge (.ci/run installs them).
+checkpoint. Every stage output then generates a padded batch (no training switch left in its config). Needs
+root and Debian's slurm-wlm + munge (.ci/run installs them).
 """
 
 import json
@@ -46,7 +47,8 @@ def _sbatch(env, root, script, wait=True):
            f"--output={root}/%x-%j.out", "--export=ALL"]
     if wait:
         cmd.append("--wait")
-    job_env = dict(env, PRESET="tiny", OUTPUT_ROOT=str(root / "out"))
+    # Two epochs per stage (the tiny default trains longer, for the main job's falling loss).
+    job_env = dict(env, PRESET="tiny", OUTPUT_ROOT=str(root / "out"), NUM_TRAIN_EPOCHS="2", LOGGING_STEPS="1")
     return subprocess.run(cmd + [str(SCRIPTS / script)], cwd=REPO, env=job_env, capture_output=True, text=True,
                           timeout=900)
 
@@ -162,3 +164,16 @@ def test_curriculum_on_two_slurm_nodes(cluster):
             assert changed == names, sorted(names - changed)
         changed, names = _changed(before, after, "vision_tower.")
         assert names - changed <= _vision_params_off_the_loss_path(before)
+
+    # Every stage output is ready for batched generation: two prompts of different lengths, left-padded together.
+    from llava_medgpt.inference.generate import HFBackend
+    from llava_medgpt.inference.models import load_chat_model
+
+    conversations = [[{"role": "user", "content": "Describe this image."}],
+                     [{"role": "user", "content": "What does a fundus photograph show? Answer in one sentence."}]]
+    for s in range(3):
+        config = json.loads((out / f"stage{s}" / "config.json").read_text())
+        assert config["text_config"]["output_router_logits"] is False and config["use_cache"] is True
+        backend = HFBackend(load_chat_model(str(out / f"stage{s}")))
+        batched = backend.generate(conversations, [[], []], max_new_tokens=6)
+        assert batched == [backend.generate([c], [[]], max_new_tokens=6)[0] for c in conversations]

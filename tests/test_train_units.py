@@ -157,13 +157,15 @@ def test_demo_dataset_records_are_valid_and_images_are_single_tiles(tmp_path):
     counts = build_demo_dataset(tmp_path)
     assert counts == json.loads((tmp_path / "COMPLETE").read_text())
     assert counts == {"stage0/captions.jsonl": 20, "stage1/reports.jsonl": 10, "stage1/longitudinal.jsonl": 3,
-                      "stage2/vqa.jsonl": 20, "stage2/text.jsonl": 6, "stage2/reasoning.jsonl": 3}
+                      "stage2/vqa.jsonl": 30, "stage2/text.jsonl": 6, "stage2/reasoning.jsonl": 3,
+                      "lm_corpus.txt": 20, "benchmarks/Slake1.0/test.json": 20,
+                      "benchmarks/MedQA/data_clean/questions/US/4_options/phrases_no_exclude_test.jsonl": 6}
     processor = MedGptImageProcessor()
     images = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert len(images) == 10 and sum(n.endswith(".dcm") for n in images) == 5
     for name in images:
         assert processor.num_tiles_for_size(*load_image(tmp_path / "images" / name).size) == 1
-    for manifest in counts:
+    for manifest in [m for m in counts if m.startswith("stage")]:
         for line in (tmp_path / manifest).read_text().splitlines():
             record = json.loads(line)
             validate_record(record)
@@ -175,6 +177,24 @@ def test_demo_dataset_records_are_valid_and_images_are_single_tiles(tmp_path):
             assert bool(reasoning) == manifest.endswith("reasoning.jsonl")
     mcq = [json.loads(x) for x in (tmp_path / "stage2/vqa.jsonl").read_text().splitlines() if "mcq" in x]
     assert len({r["conversations"][1]["value"] for r in mcq}) > 1  # the right letter is not always the same
+
+
+def test_demo_benchmarks_are_read_by_the_eval_harness_and_worded_unlike_the_training_data(tmp_path):
+    from llava_medgpt.eval.tasks import load_task
+
+    build_demo_dataset(tmp_path)
+    slake = load_task("slake", tmp_path / "benchmarks")
+    medqa = load_task("medqa", tmp_path / "benchmarks")
+    assert (len(slake.items), len(medqa.items)) == (20, 6) and not slake.skipped and not medqa.skipped
+    assert sorted(item.answer for item in slake.items) == ["A"] * 10 + ["B"] * 10  # 10 yes, 10 no
+    assert all(len(item.images) == 1 and item.options == {"A": "Yes", "B": "No"} for item in slake.items)
+    assert sorted(item.answer for item in medqa.items) == ["A", "B", "B", "C", "C", "D"]
+    prompts = set()
+    for manifest in tmp_path.glob("stage*/*.jsonl"):
+        for line in manifest.read_text().splitlines():
+            prompts.update(t["value"] for t in json.loads(line)["conversations"] if t["from"] == "human")
+    for item in slake.items + medqa.items:
+        assert not any(item.question in prompt for prompt in prompts), item.question
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +250,25 @@ def test_training_switches_go_with_the_call_and_never_into_the_config(tiny_check
     assert training_forward_kwargs(model, args) == {"use_cache": False, "output_router_logits": True}
     args.output_router_logits = False
     assert training_forward_kwargs(model, args) == {"use_cache": False, "output_router_logits": False}
+
+
+def test_trainer_keeps_the_saved_config_ready_to_generate_and_passes_the_switches_per_call(tiny_checkpoint, tmp_path):
+    """transformers' Trainer writes args.use_cache (False) into model.config, which every checkpoint saves; ours
+    keeps the config's value and hands the training switches to each forward call instead."""
+    from llava_medgpt.train.arguments import ALL_TUNABLE_PARTS
+    from llava_medgpt.train.train import setup_model, training_forward_kwargs
+    from llava_medgpt.train.trainer import MedGptTrainer
+
+    args = ModelArguments(model_name_or_path=str(tiny_checkpoint))
+    training_args = _training_args(tmp_path)
+    model, processor = setup_model(args, training_args)
+    trainer = MedGptTrainer(model=model, args=training_args, processing_class=processor,
+                            tunable_parts=parse_tunable_parts(ALL_TUNABLE_PARTS),
+                            forward_kwargs=training_forward_kwargs(model, args))
+    assert model.config.use_cache is True and model.config.text_config.output_router_logits is False
+    calls = []
+    model.register_forward_pre_hook(lambda module, a, kw: calls.append(dict(kw)), with_kwargs=True)
+    input_ids = torch.randint(10, 600, (1, 12))
+    loss = trainer.compute_loss(model, {"input_ids": input_ids, "labels": input_ids})
+    assert torch.isfinite(loss)
+    assert calls[0]["use_cache"] is False and calls[0]["output_router_logits"] is True

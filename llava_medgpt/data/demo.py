@@ -14,6 +14,12 @@ Output layout (what data_recipes/demo_stage{0,1,2}.yaml read through ${DEMO_DATA
     images/*.dcm, images/*.png
     stage0/captions.jsonl    stage1/reports.jsonl   stage1/longitudinal.jsonl
     stage2/vqa.jsonl         stage2/text.jsonl      stage2/reasoning.jsonl
+    lm_corpus.txt            what the tiny language model is pretrained on before stage 0 (one text per line)
+    benchmarks/              a small held-out test set in two benchmarks' release layouts, for the eval harness
+                             (`--data-dir benchmarks --tasks slake,medqa`): Slake1.0/test.json + imgs/xmlab*/
+                             source.jpg (questions about the demo images, worded unlike the training VQA) and
+                             MedQA/data_clean/questions/US/4_options/phrases_no_exclude_test.jsonl (4-option
+                             questions on the facts of the text instructions)
     COMPLETE                 written last
 """
 
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..benchmarks import ANSWER_WITH_LETTER
 from ..constants import IMAGE_MARKER
 
 
@@ -206,10 +213,14 @@ def vqa_records(images: list[DemoImage]) -> list[dict]:
         records.append({
             "id": f"demo_vqa-mcq-{i}", "image": f"images/{image.file}",
             "conversations": _turns(
-                f"{IMAGE_MARKER}\nWhich modality produced this image?\n{choices}\n"
-                "Answer with the option's letter from the given choices directly.",
-                answer,
-            ),
+                f"{IMAGE_MARKER}\nWhich modality produced this image?\n{choices}\n{ANSWER_WITH_LETTER}", answer),
+        })
+        asked = image.modality if i % 2 == 0 else options[1]  # a yes question for half the images, a no for the rest
+        records.append({
+            "id": f"demo_vqa-yesno-{i}", "image": f"images/{image.file}",
+            "conversations": _turns(
+                f"{IMAGE_MARKER}\nIs this a {asked} image?\n\nOptions:\nA. Yes\nB. No\n\n{ANSWER_WITH_LETTER}",
+                "A" if asked == image.modality else "B"),
         })
     return records
 
@@ -255,6 +266,64 @@ def reasoning_records() -> list[dict]:
             for i, (q, r, a) in enumerate(REASONING_ITEMS)]
 
 
+def language_model_corpus(images: list[DemoImage]) -> list[str]:
+    """The texts the tiny language model is fit to before stage 0, a stand-in for a real LM's pretraining: it then
+    knows how the demo images are described (as GPT-oss knows medical language), and stage 0 has to learn which
+    description belongs to which image. The instruction and reasoning answers are left out: stage 2 teaches them."""
+    texts = [image.description for image in images]
+    texts += [f"{image.short.capitalize()} ({image.modality})." for image in images]
+    return texts
+
+
+# Held-out benchmark questions: none is worded like a training record. SLAKE's paper setting scores its CLOSED
+# questions: two per image, one with the image's own modality (yes) and one with another (no).
+SLAKE_QUESTION = "Was this picture acquired with {modality}?"
+MEDQA_QUESTIONS = (  # (question, options A-D, answer letter), on the facts of TEXT_INSTRUCTIONS
+    ("Which imaging technique forms images from the signal of hydrogen nuclei in a strong magnetic field?",
+     ("CT", "MRI", "Ultrasound", "Fundus photography"), "B"),
+    ("What does a CT scanner measure to reconstruct cross-sectional images?",
+     ("The attenuation of X-ray beams", "The signal of hydrogen nuclei", "Reflected sound waves",
+      "Light reflected by the retina"), "A"),
+    ("Which stain colours cell nuclei blue-purple in histology?", ("Eosin", "DAB", "Hematoxylin", "Gram stain"), "C"),
+    ("Which structure does a fundus photograph show?", ("The cornea", "The lens", "The iris", "The retina"), "D"),
+    ("Which standard holds both the pixel data of a medical image and a header describing the study?",
+     ("JPEG", "DICOM", "PNG", "TIFF"), "B"),
+    ("What is the purpose of comparing a radiology study with the patient's earlier study?",
+     ("To lower the radiation dose", "To speed up reconstruction",
+      "To judge whether a known finding has changed", "To remove image noise"), "C"),
+)
+
+
+def write_benchmarks(output: Path, images_dir: Path, images: list[DemoImage]) -> dict[str, int]:
+    """The demo test set in SLAKE's and MedQA's release layouts (read by the eval harness's own readers)."""
+    from ..processing.image_io import load_image
+
+    modalities = sorted({image.modality for image in images})
+    slake_root = output / "Slake1.0"
+    rows = []
+    for i, image in enumerate(images):
+        name = f"xmlab{i}/source.jpg"
+        (slake_root / "imgs" / name).parent.mkdir(parents=True, exist_ok=True)
+        load_image(images_dir / image.file).save(slake_root / "imgs" / name, format="JPEG", quality=95)
+        base = {"img_id": i, "img_name": name, "q_lang": "en", "location": image.region or "", "modality":
+                image.modality, "content_type": "Modality", "base_type": "vqa"}
+        other = modalities[(modalities.index(image.modality) + 1 + i) % len(modalities)]
+        if other == image.modality:
+            other = modalities[(modalities.index(image.modality) + 1) % len(modalities)]
+        questions = [(image.modality, "Yes"), (other, "No")]
+        for k, (asked, answer) in enumerate(questions if i % 2 == 0 else questions[::-1]):
+            rows.append({**base, "qid": 2 * i + k, "question": SLAKE_QUESTION.format(modality=asked),
+                         "answer": answer, "answer_type": "CLOSED"})
+    (slake_root / "test.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+    medqa = [{"question": question, "options": dict(zip("ABCD", options)), "answer_idx": answer,
+              "answer": options["ABCD".index(answer)], "meta_info": "demo"}
+             for question, options, answer in MEDQA_QUESTIONS]
+    medqa_path = output / "MedQA" / "data_clean" / "questions" / "US" / "4_options" / "phrases_no_exclude_test.jsonl"
+    return {"benchmarks/Slake1.0/test.json": len(rows),
+            f"benchmarks/{medqa_path.relative_to(output).as_posix()}": _write_jsonl(medqa_path, medqa)}
+
+
 def _write_jsonl(path: Path, records: list[dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -279,6 +348,10 @@ def build_demo_dataset(output: str | os.PathLike, max_side: int = 336) -> dict[s
         "stage2/text.jsonl": _write_jsonl(output / "stage2/text.jsonl", text_records()),
         "stage2/reasoning.jsonl": _write_jsonl(output / "stage2/reasoning.jsonl", reasoning_records()),
     }
+    corpus = language_model_corpus(images)
+    (output / "lm_corpus.txt").write_text("".join(text + "\n" for text in corpus), encoding="utf-8")
+    counts["lm_corpus.txt"] = len(corpus)
+    counts.update(write_benchmarks(output / "benchmarks", images_dir, images))
     (output / "COMPLETE").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
     return counts
 

@@ -60,7 +60,13 @@ class MedGptTrainer(Trainer):
         Trainer's own save_total_limit must be None: it would rotate before the COMPLETE marker is written).
         forward_kwargs: added to every training forward call (train.training_forward_kwargs: use_cache=False,
         output_router_logits), so that they never enter the saved config."""
+        model = kwargs.get("model", args[0] if args else None)
+        use_cache = getattr(getattr(model, "config", None), "use_cache", None)
         super().__init__(*args, **kwargs)
+        if use_cache is not None:
+            # The Trainer writes args.use_cache (False) into the config that checkpoints save; training gets
+            # use_cache=False with each call instead (forward_kwargs), so the saved config stays ready to generate.
+            self.model.config.use_cache = use_cache
         self.forward_kwargs = dict(forward_kwargs or {})
         if self.args.save_total_limit:
             raise ValueError("Pass keep_checkpoints instead of save_total_limit (rotation must see COMPLETE markers)")
