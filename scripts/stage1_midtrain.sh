@@ -39,10 +39,10 @@ STAGE_TUNABLE_PARTS=mm_mlp_adapter,mm_language_model  # plus mm_vision_tower whe
 : "${WEIGHT_DECAY:=0.05}"
 : "${WARMUP_RATIO:=0.03}"
 : "${NUM_TRAIN_EPOCHS:=1}"
-# Table 2 on the paper's 8 x B200 (180 GB): 16 samples per GPU, padded to the longest of the batch. Other GPUs:
-# docs/training.md, "Memory plan" (e.g. 8 x 80 GB: PER_DEVICE_BATCH_SIZE=1 MODEL_MAX_LENGTH=16384 with --packing True).
+# Batches (scripts/_launch.sh): packed rows by default, one row of MODEL_MAX_LENGTH tokens per GPU and 8 per step;
+# PACKING=False gives Table 2 on the paper's 8 x B200 (180 GB): 16 samples per GPU, padded to the longest of the
+# batch, 128 per step. Other GPUs: docs/training.md, "Memory plan" (e.g. 8 x 80 GB: PER_DEVICE_BATCH_SIZE=1 MODEL_MAX_LENGTH=16384).
 : "${MODEL_MAX_LENGTH:=32768}"
-# Batches (packed rows by default; PACKING=False: Table 2's 16 samples per GPU, 128 per step): scripts/_launch.sh.
 : "${DEEPSPEED_CONFIG:=$REPO_DIR/scripts/deepspeed/zero3.json}"
 : "${ROPE_SCALING_TYPE:=yarn}"
 : "${ROPE_SCALING_FACTOR:=32}"
