@@ -15,6 +15,10 @@ import sys
 
 
 def train() -> int:
+    from .train.arguments import handle_help
+
+    if handle_help(sys.argv[1:]):
+        return 0
     from .train.train import main
 
     return main()

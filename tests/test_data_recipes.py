@@ -305,6 +305,11 @@ def test_image_folder_default_comes_from_the_training_argument(own_data):
                         "has no 'image_folder'"]
     assert validate_recipe(path, env={}, image_folder=str(own_data / "imgs")) == []
     assert main([str(path), "--train-args", "--image_folder", str(own_data / "imgs"), "--packing", "True"]) == 0
+    # The launcher passes the stage's settings files: their image_folder counts, and a flag after them wins.
+    settings = own_data / "stage.yaml"
+    settings.write_text(f"image_folder: {own_data / 'no_such_folder'}\n")
+    assert main([str(path), "--train-args", "--config", str(settings)]) == 2
+    assert main([str(path), "--train-args", "--config", str(settings), "--image_folder", str(own_data / "imgs")]) == 0
     assert load_recipe(path, env={}, image_folder="/imgs").datasets[0].image_folder == "/imgs"
 
 

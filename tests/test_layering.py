@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "llava_medgpt"
 
 # Bottom to top. A component is a module or package prefix; a module belongs to the longest prefix that matches.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("constants", "fileio", "rows"),  # facts and file helpers every layer uses
+    ("constants", "fileio", "rows", "settings"),  # facts, file helpers and settings files every layer uses
     ("processing",),  # record schema, images and tiles, templates, the processor
     ("model",),  # config, modeling, packed-sample masks, loss, builder, tiny checkpoints
     ("_transformers_hook",),  # registers the Auto classes when transformers is imported
@@ -99,6 +99,8 @@ def test_the_checker_sees_function_level_relative_and_lazy_imports():
 
 def test_every_module_has_a_layer_and_the_model_never_imports_data():
     for path in PACKAGE.rglob("*.py"):
-        assert _component(_module_name(path)) is not None
+        module = _module_name(path)
+        # Only the package's own __init__ may fall to the root entry; a new top-level module needs a row.
+        assert _component(module)[0] != "" or module == "llava_medgpt", f"{module} has no layer in LAYERS"
     for path in (PACKAGE / "model").rglob("*.py"):
         assert not [t for t, _ in imports_of(path) if t.startswith("llava_medgpt.data")], path

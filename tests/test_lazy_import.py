@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "deepspeed")
 CLIS = ["llava_medgpt.eval", "llava_medgpt.data.convert", "llava_medgpt.data.decontaminate",
         "llava_medgpt.data.recipes", "llava_medgpt.data.demo", "llava_medgpt.data.curate", "llava_medgpt.model.tiny",
-        "llava_medgpt.model.dequantize", "llava_medgpt.model.convert_biomedclip", "llava_medgpt.chat"]
+        "llava_medgpt.model.dequantize", "llava_medgpt.model.convert_biomedclip", "llava_medgpt.chat",
+        "llava_medgpt.train", "llava_medgpt.settings"]
 
 
 def run_python(*args: str) -> subprocess.CompletedProcess:

@@ -205,7 +205,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def _training_args(tmp_path, **kwargs):
-    from llava_medgpt.train.arguments import TrainingArguments as Args
+    from llava_medgpt.train.training_arguments import TrainingArguments as Args
 
     return Args(output_dir=str(tmp_path), use_cpu=True, report_to=[], **kwargs)
 

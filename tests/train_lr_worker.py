@@ -13,7 +13,7 @@ import torch
 from llava_medgpt.model import MedGptConfig, MedGptForConditionalGeneration
 from llava_medgpt.model.backbones import TINY_TEXT_CONFIGS, TINY_VISION_CONFIGS
 from llava_medgpt.train.train import _prepare_cpu_deepspeed
-from llava_medgpt.train.arguments import TrainingArguments
+from llava_medgpt.train.training_arguments import TrainingArguments
 from llava_medgpt.train.trainer import MedGptTrainer
 
 LRS = {"language_model": 1e-3, "multi_modal_projector": 3e-3, "vision_tower": 3e-4}

@@ -50,6 +50,7 @@ import numpy as np
 import yaml
 
 from ..rows import count_rows
+from ..settings import expand_config_flags
 
 MODALITIES = ("text", "image")
 SAMPLING_KINDS = ("all", "first", "end", "random")
@@ -453,15 +454,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-unset", action="store_true",
                         help="leave unset ${VARS} in paths (those sources are reported missing) instead of failing")
     parser.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
-                        help="the training command's arguments: its --data_path / --image_folder, if any, win "
-                             "(used by the launch scripts)")
+                        help="the training command's arguments (--config files expanded): its --data_path / "
+                             "--image_folder, if any, win (used by the launch scripts)")
     args = parser.parse_args(argv)
     recipe_path, image_folder = args.recipe, args.image_folder
     if args.train_args:
         train = argparse.ArgumentParser(add_help=False)
         train.add_argument("--data_path")
         train.add_argument("--image_folder")
-        known, _ = train.parse_known_args(args.train_args)
+        known, _ = train.parse_known_args(expand_config_flags(args.train_args))
         recipe_path, image_folder = known.data_path or recipe_path, known.image_folder or image_folder
     env = os.environ
     recipe, problems = _parse(recipe_path, env, not args.allow_unset, image_folder)

@@ -2,14 +2,11 @@
 
 import sys
 
-if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
-    # The flags only: no model, data or DeepSpeed imports.
-    from .arguments import parse_args
-    from .known_warnings import filter_known_warnings
+from .arguments import handle_help
 
-    filter_known_warnings()
-    parse_args(sys.argv[1:])  # argparse prints the help and exits
+if handle_help(sys.argv[1:]):  # before torch is imported: --help answers at once
+    sys.exit(0)
 
-from .train import main
+from .train import main  # noqa: E402
 
 sys.exit(main())

@@ -3,12 +3,21 @@
 Names follow LLaVA-OneVision where it has one (model_name_or_path, vision_tower, version, mm_tunable_parts,
 mm_projector_lr, mm_vision_tower_lr, data_path, image_folder, model_max_length, group_by_modality_length,
 lora_*); everything else of `transformers.TrainingArguments` (learning_rate, weight_decay, lr_scheduler_type,
-warmup_ratio, deepspeed, bf16, gradient_checkpointing, ...) is accepted unchanged.
+deepspeed, bf16, gradient_checkpointing, ...) is accepted unchanged. A stage's settings come from YAML files
+(`--config configs/stage0_pretrain.yaml`, llava_medgpt.settings), and flags on the command line override them.
+
+This module imports neither torch nor transformers (importing transformers runs llava_medgpt's Auto-class
+registration, which loads the model code): `--help` lists the curriculum's own arguments from it at once.
+`TrainingArguments` (transformers' class plus CurriculumTrainingFields) lives in training_arguments.py, which
+imports torch through transformers, and is loaded only to parse a real command line.
 """
 
-from dataclasses import dataclass, field
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, field, fields
 
-import transformers
+from ..settings import CONFIG_FLAG, SettingsError, as_flags, merged_settings, split_config_flags
 
 # The paper's curriculum trains everything from stage 1 on; stage 0 drops "mm_language_model".
 ALL_TUNABLE_PARTS = "mm_vision_tower,mm_mlp_adapter,mm_language_model"
@@ -77,7 +86,21 @@ class DataArguments:
 
 
 @dataclass
-class TrainingArguments(transformers.TrainingArguments):
+class CurriculumTrainingFields:
+    """The curriculum's training arguments beside transformers.TrainingArguments' own (and the defaults of two of
+    those changed); see training_arguments.TrainingArguments for how the derived ones are applied."""
+
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Samples (packed rows, with --packing) per optimizer step over all processes (Table 2: 128); "
+                          "sets gradient_accumulation_steps = global / (per_device_train_batch_size x world size), "
+                          "which must divide. Default: --gradient_accumulation_steps as given."},
+    )
+    warmup_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Fraction of the training steps that warm the learning rate up (Table 2: 0.01-0.03); "
+                          "transformers' --warmup_steps then takes it (a value below 1 there is such a fraction)."},
+    )
     model_max_length: int = field(
         default=32768, metadata={"help": "Maximum sequence length in tokens; longer samples are skipped and counted."}
     )
@@ -107,9 +130,69 @@ class TrainingArguments(transformers.TrainingArguments):
     )
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+ARGUMENT_CLASSES_WITHOUT_TORCH = (ModelArguments, DataArguments, CurriculumTrainingFields)
+
+
+def parse_args(argv: Sequence[str] | None = None):
+    """(ModelArguments, DataArguments, TrainingArguments) from settings files and flags (flags win)."""
+    from transformers import HfArgumentParser
+
+    from .training_arguments import TrainingArguments  # imports torch
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    files, rest = split_config_flags(argv)
+    settings = merged_settings(files)
+    known = {f.name for cls in (ModelArguments, DataArguments, TrainingArguments) for f in fields(cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise SettingsError(f"{', '.join(files)}: unknown training argument(s) {unknown}; "
+                            "see python -m llava_medgpt.train --help")
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=as_flags(settings) + rest)
     if training_args.remove_unused_columns:
         raise ValueError("--remove_unused_columns must be False: the Trainer would drop pixel_values")
     return model_args, data_args, training_args
+
+
+def handle_help(argv: Sequence[str]) -> bool:
+    """Print the help if asked (-h / --help: the curriculum's arguments, fast; --help-all: every argument)."""
+    if "--help-all" in argv:
+        print_full_help()
+        return True
+    if any(arg in ("-h", "--help") for arg in argv):
+        print_help()
+        return True
+    return False
+
+
+def print_help(prog: str = "python -m llava_medgpt.train") -> None:
+    """The curriculum's arguments, without importing torch or transformers (every argument: --help-all)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [--config FILE ...] [--ARGUMENT VALUE ...]",
+        description="Train one stage of the MedGPT-oss curriculum (scripts/stage{0,1,2}_*.sh build the command).",
+        epilog="Every transformers.TrainingArguments flag is accepted too (learning_rate, weight_decay,\n"
+               "lr_scheduler_type, warmup_steps, num_train_epochs, per_device_train_batch_size, deepspeed, bf16,\n"
+               "gradient_checkpointing, save_steps, seed, ...): --help-all lists them (imports torch).")
+    parser.add_argument(CONFIG_FLAG, metavar="FILE", action="append",
+                        help="a YAML file of these arguments (configs/stage*.yaml); several: later files win; flags "
+                             "on the command line win over every file")
+    for cls in ARGUMENT_CLASSES_WITHOUT_TORCH:
+        group = parser.add_argument_group(cls.__name__)
+        for f in fields(cls):
+            required = f.default is MISSING and f.default_factory is MISSING
+            default = "required" if required else f"default: {f.default}"
+            group.add_argument(f"--{f.name}", metavar=f.name.upper(),
+                               help=f"{f.metadata.get('help', '')} ({default})".lstrip())
+    parser.print_help()
+
+
+def print_full_help(prog: str = "python -m llava_medgpt.train") -> None:
+    from transformers import HfArgumentParser
+
+    from .known_warnings import filter_known_warnings
+    from .training_arguments import TrainingArguments
+
+    filter_known_warnings()
+
+    HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), prog=prog).print_help()

@@ -11,7 +11,7 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
-from .arguments import TrainingArguments
+from .training_arguments import TrainingArguments
 
 
 def add_lora(model, args: TrainingArguments):

@@ -27,7 +27,9 @@ from ..data.collator import MedGptCollator
 from ..data.dataset import MedGptDataset
 from ..model.builder import resolve_attn_implementation
 from ..model.card import TrainingRecord, write_model_card
-from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_args
+from ..settings import effective_values
+from .arguments import DataArguments, ModelArguments, parse_args
+from .training_arguments import TrainingArguments
 from .checkpointing import is_complete, latest_complete_checkpoint, mark_complete, remove_incomplete_checkpoints
 from .freezing import parse_tunable_parts
 from .known_warnings import filter_known_warnings
@@ -45,7 +47,7 @@ def _prepare_cpu_deepspeed(argv: list[str]) -> list[str]:
     batches and the DeepSpeed batch-size check fails), while DeepSpeed itself joins all ranks. Creating accelerate's
     DeepSpeed state with the gloo backend first, and telling the Trainer to use it, gives both the real world size.
     """
-    if torch.cuda.is_available() or "LOCAL_RANK" not in os.environ or not any(a.startswith("--deepspeed") for a in argv):
+    if torch.cuda.is_available() or "LOCAL_RANK" not in os.environ or not effective_values(argv, ["deepspeed"])["deepspeed"]:
         return argv
     from accelerate import PartialState
 
