@@ -236,6 +236,27 @@ def test_image_text_to_text_pipeline(trained_chat_checkpoint):
     assert result[0]["generated_text"][-1] == {"role": "assistant", "content": ANSWER_1}
 
 
+def test_image_text_to_text_pipeline_batches_conversations_of_different_lengths(trained_chat_checkpoint):
+    """pipeline(..., batch_size=2) pads the batch itself with the tokenizer's padding side: it must be left (as for
+    any decoder-only generate), or the shorter prompt's reply is generated after its padding."""
+    from chat_fixtures import ANSWER_1, ANSWER_2, QUESTION_1, QUESTION_2, REASONING_1, dicom_path
+
+    from llava_medgpt.processing.image_io import load_image
+
+    folder, png = trained_chat_checkpoint
+    pipe = pipeline("image-text-to-text", model=str(folder))
+    assert pipe.tokenizer.padding_side == "left"
+    red, ct = Image.open(png).convert("RGB"), load_image(dicom_path())
+    def user(image, question):
+        return {"role": "user",
+                "content": [{"type": "image", "image": image}, {"type": "text", "text": "\n" + question}]}
+
+    first = user(red, QUESTION_1)
+    second = [first, {"role": "assistant", "content": ANSWER_1, "reasoning": REASONING_1}, user(ct, QUESTION_2)]
+    results = pipe(text=[[first], second], batch_size=2, generate_kwargs={"max_new_tokens": 40, "do_sample": False})
+    assert [result[0]["generated_text"][-1]["content"] for result in results] == [ANSWER_1, ANSWER_2]
+
+
 def test_post_process_returns_the_final_channel(tiny_checkpoint):
     processor = AutoProcessor.from_pretrained(tiny_checkpoint("gpt_oss"))
     tokenizer = processor.tokenizer
@@ -243,3 +264,19 @@ def test_post_process_returns_the_final_channel(tiny_checkpoint):
     ids = torch.tensor([tokenizer(reply, add_special_tokens=False)["input_ids"]])
     assert processor.post_process_image_text_to_text(ids) == ["Mass."]
     assert processor.post_process_image_text_to_text(ids, skip_special_tokens=False) == [reply]
+
+
+def test_post_process_of_a_decoded_conversation_reads_only_the_last_reply(tiny_checkpoint):
+    """The pipeline post-processes prompt + reply and the prompt alone: an earlier turn's final answer in the prompt
+    is not the reply's (it gave "\\nA CT slice." for the second turn of a conversation), and a prompt has none."""
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint("gpt_oss"))
+    tokenizer = processor.tokenizer
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": "First?"}, {"role": "assistant", "content": "Mass."},
+         {"role": "user", "content": "Second?"}], add_generation_prompt=True)
+    assert prompt.count("final<|message|>Mass.") == 1  # the earlier answer is in the prompt
+    reply = "<|channel|>analysis<|message|>Same.<|end|><|start|>assistant<|channel|>final<|message|>Mass.<|return|>"
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in (prompt + reply, prompt)]
+    width = max(map(len, ids))
+    batch = torch.tensor([[tokenizer.pad_token_id] * (width - len(row)) + row for row in ids])
+    assert processor.post_process_image_text_to_text(batch) == ["Mass.", ""]

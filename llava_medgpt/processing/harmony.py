@@ -130,4 +130,20 @@ class HarmonyParser:
         return name[0].lower() if name else FINAL
 
 
-__all__ = ["ANALYSIS", "FINAL", "HarmonyParser", "answer_text", "is_harmony", "parse_harmony", "split_pieces"]
+_PROMPT_MESSAGE_RE = re.compile(re.escape(HARMONY_START) + r"(?:user|system|developer)\b.*?(?:" + re.escape(HARMONY_END)
+                                + r"|\Z)", re.DOTALL)
+
+
+def reply_answer(text: str) -> str:
+    """The answer a reader sees in `text`, a reply or a decoded prompt + reply: the final channel of the reply to
+    the conversation's last user, system or developer message, read as HarmonyParser shows it (text outside any
+    message counts as final); "" for a prompt alone. An earlier turn's answer in the prompt is not this reply's."""
+    start = 0
+    for match in _PROMPT_MESSAGE_RE.finditer(text):
+        start = match.end()
+    events = HarmonyParser().feed_text(text[start:])
+    return "".join(delta for channel, delta in events if channel == FINAL).strip()
+
+
+__all__ = ["ANALYSIS", "FINAL", "HarmonyParser", "answer_text", "is_harmony", "parse_harmony", "reply_answer",
+           "split_pieces"]

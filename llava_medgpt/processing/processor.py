@@ -171,6 +171,10 @@ class MedGptProcessor(ProcessorMixin):
             raise ValueError(
                 f"The tokenizer lacks the image tokens {missing}; add them (model.builder.add_image_tokens)"
             )
+        # Prompts are padded on the left for generation (our __call__'s default); transformers' pipeline pads its
+        # batches itself with the tokenizer's side, so the processor's tokenizer says left too. Training never pads
+        # with the tokenizer (the collator builds its rows).
+        tokenizer.padding_side = "left"
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         self._image_token_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(IMAGE_SPECIAL_TOKENS)))
         self.template()  # fail at construction on an unknown template name or option
@@ -378,13 +382,16 @@ class MedGptProcessor(ProcessorMixin):
         return inputs if return_dict else inputs["input_ids"]
 
     def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens: bool = True, **kwargs):
-        """Token ids -> text. Harmony outputs with skip_special_tokens=True give their final channel's answer,
-        as the `image-text-to-text` pipeline expects of a reply (the analysis channel is not the answer)."""
+        """Token ids -> text. Harmony outputs with skip_special_tokens=True give the final channel of the reply to the
+        last user message, as the `image-text-to-text` pipeline expects of a reply (the analysis channel is not the
+        answer)."""
         texts = self.tokenizer.batch_decode(
             generated_outputs, skip_special_tokens=skip_special_tokens and not self._is_harmony, **kwargs
         )
         if skip_special_tokens and self._is_harmony:
-            texts = [harmony.answer_text(text) or "" for text in texts]
+            # The pipeline decodes prompt + reply and the prompt alone, then removes the second from the first: each
+            # gives the final channel of its last reply only ("" for a prompt), never an earlier turn's answer.
+            texts = [harmony.reply_answer(text) for text in texts]
         return texts
 
     @property
