@@ -321,3 +321,27 @@ def test_config_errors_name_the_step():
     assert [s.step for s in default.steps] == ["software_interface", "single_panel", "overlaid_text", "narrator",
                                                "duplicate_image", "duplicate_caption", "eval_overlap",
                                                "llm_relevance"]
+
+
+def test_eval_overlap_finds_near_copies_of_release_layout_eval_images(tmp_path):
+    """eval_data in a benchmark's release layout (the eval CLI's --data-dir, as docs/data.md documents): its images
+    are files under the release root, and a resized, re-encoded copy in training is an eval_near_image. (The step
+    once opened the items' root-relative names from the working folder, so it hashed no eval image at all.)"""
+    images = _images()
+    slake = tmp_path / "eval" / "Slake1.0"
+    (slake / "imgs" / "xmlab0").mkdir(parents=True)
+    images["retina"].convert("RGB").save(slake / "imgs" / "xmlab0" / "source.jpg", quality=90)
+    (slake / "test.json").write_text(json.dumps([{
+        "qid": 0, "img_id": 0, "img_name": "xmlab0/source.jpg", "question": "Is this a fundus photograph?",
+        "answer": "Yes", "answer_type": "CLOSED", "q_lang": "en", "content_type": "Modality", "modality": "Fundus",
+        "location": "Eye", "base_type": "vqa", "triple": ["vhead", "_", "_"]}]))
+    retina = images["retina"]
+    source = _write_source(tmp_path, "paper", {"retina_small": retina.resize((retina.width // 2, retina.height // 2)),
+                                               "ihc": images["ihc"]}, {})
+    config = parse_config({"steps": [{"step": "eval_overlap", "eval_data": str(tmp_path / "eval"),
+                                      "tasks": ["slake"]}]})
+    report = curate([source], config, tmp_path / "out", workers=1, progress=False, log=lambda _: None)
+    removed = [line.split("\t") for line in (tmp_path / "out" / "paper.jsonl.removed.tsv").read_text().splitlines()]
+    assert [(r[1], r[3]) for r in removed] == [("paper-retina_small", "eval_near_image")]
+    assert "slake/0" in removed[0][5]
+    assert report["sources"][0]["kept"] == 1

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ...processing.records import ASSISTANT_ROLE, record_turns
-from ..decontaminate import (DEFAULT_MIN_WORDS, build_eval_index, find_overlap, hash_image, load_eval_items,
-                             normalize_question)
+from ..decontaminate import (DEFAULT_MIN_WORDS, build_eval_index, eval_item_images, find_overlap, hash_image,
+                             load_eval_items, normalize_question)
 from .base import KEEP, OrderedStep, RecordContext, Verdict, reject
 from .views import ImageView
 
@@ -217,13 +217,16 @@ class EvalOverlap(OrderedStep):
         self.index = build_eval_index(items, p.ngram, p.min_words, p.pixel_hash)
         self.near = HammingIndex(p.max_distance) if p.max_distance >= 0 else None
         if self.near is not None:
-            from PIL import Image
+            from ...processing.image_io import load_image
 
             for item in items:
-                for path in item.image_paths:
-                    if os.path.isfile(path):
-                        with Image.open(path) as image:
-                            self.near.add(ImageView(image, path).phash(), f"eval\t{item.task}/{item.id}")
+                # Files under the release root or bytes embedded in its rows, decoded as training images are (DICOM
+                # windowing included); None is a path leaving its root, never opened; build_eval_index counts
+                # missing files.
+                name = f"{item.task}/{item.id}"
+                for image_input in eval_item_images(item):
+                    if isinstance(image_input, bytes) or (image_input is not None and os.path.isfile(image_input)):
+                        self.near.add(ImageView(load_image(image_input), name).phash(), f"eval\t{name}")
         self.n_items = len(items)
 
     def fingerprint(self, views: Sequence[ImageView], ctx: RecordContext) -> list[int]:
