@@ -40,10 +40,22 @@ def test_a_line_only_some_ranks_print_keeps_its_rank_after_the_hold():
 
 def test_lines_that_differ_between_ranks_are_all_kept_and_untagged_lines_pass_through():
     merger = RankLogMerger(hold=0.0)
-    out = feed(merger, [(0.0, "[rank0]:12:00:01 WARNING x"), (0.0, "[rank1]:12:00:02 WARNING x"),
+    out = feed(merger, [(0.0, "[rank0]:WARNING x on cuda:0"), (0.0, "[rank1]:WARNING x on cuda:1"),
                         (0.0, "torchrun: worker 1 exited"), (0.0, "[rank12]:from node two")])
-    assert out == ["12:00:01 WARNING x", "[rank 1] 12:00:02 WARNING x", "torchrun: worker 1 exited",
+    assert out == ["WARNING x on cuda:0", "[rank 1] WARNING x on cuda:1", "torchrun: worker 1 exited",
                    "[rank 12] from node two"]
+
+
+def test_the_same_log_record_a_millisecond_apart_on_two_ranks_appears_once():
+    # The CI run that failed: both ranks logged transformers' special-token warning, 1 ms apart.
+    message = "WARNING transformers.trainer_utils: The tokenizer has new PAD/BOS/EOS tokens"
+    merger = RankLogMerger(hold=5.0)
+    out = feed(merger, [(0.0, f"[rank1]:2026-12-02 05:35:50,157 {message}"),
+                        (0.1, f"[rank0]:2026-12-02 05:35:50,158 {message}"),
+                        (1.0, "[rank0]:2026-12-02 05:35:51,000 INFO x: rank 0 only"),
+                        (1.0, "[rank1]:2026-12-02 05:35:51,000 INFO x: rank 1 only")])
+    assert out == [f"2026-12-02 05:35:50,158 {message}", "2026-12-02 05:35:51,000 INFO x: rank 0 only",
+                   "[rank 1] 2026-12-02 05:35:51,000 INFO x: rank 1 only"]
 
 
 def test_the_filter_process_merges_a_stream_and_outlives_the_signals_sent_to_the_ranks():

@@ -31,12 +31,16 @@ def create_tiny_language_model(
         raise ValueError(f"Unknown tiny text backbone {text_backbone!r}; known: {sorted(TINY_TEXT_CONFIGS)}")
     tokenizer = build_tiny_tokenizer(text_backbone, with_image_tokens=False)
     config = TINY_TEXT_CONFIGS[text_backbone](len(tokenizer), head_dim=head_dim or TINY_HEAD_DIM)
+    # The config states the tokenizer's special tokens, so transformers' Trainer finds nothing to "align" (and
+    # warns about) at every stage.
     config.pad_token_id = tokenizer.pad_token_id
     config.eos_token_id = tokenizer.eos_token_id
+    config.bos_token_id = tokenizer.bos_token_id
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        do_sample=False,
     )
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
