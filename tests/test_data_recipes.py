@@ -388,3 +388,19 @@ def test_the_launcher_checks_the_recipe_once_before_torchrun(own_data):
     assert f"[stage0] error: data recipe {bad} has the problems listed above" in run.stderr
     assert "torch.distributed" not in run.stderr and "llava_medgpt.train" not in run.stderr
     assert not (own_data / "out").exists()
+
+
+def test_absolute_image_paths_pass_the_recipe_check_only_inside_the_image_folder(own_data):
+    """The dataset trains on an absolute path inside the image folder (docs/preprocessing.md); the launcher's recipe
+    check refused it as 'must be relative'."""
+    inside = own_data / "inside.jsonl"
+    inside.write_text(json.dumps(_image_record(0, str(own_data / "imgs" / "0.png"))) + "\n")
+    outside = own_data / "outside.jsonl"
+    outside.write_text(json.dumps(_image_record(1, str(own_data / "elsewhere.png"))) + "\n")
+    (own_data / "elsewhere.png").write_bytes((own_data / "imgs" / "0.png").read_bytes())
+    for manifest, expected in ((inside, []), (outside, ["names an absolute image path outside the image folder"])):
+        recipe = own_data / f"{manifest.stem}.yaml"
+        recipe.write_text(f"datasets:\n  - json_path: {manifest}\n    image_folder: {own_data / 'imgs'}\n")
+        problems = validate_recipe(recipe)
+        assert [p for p in expected if not any(p in problem for problem in problems)] == [] and (
+            len(problems) == len(expected)), problems

@@ -41,6 +41,7 @@ import difflib
 import hashlib
 import math
 import os
+from pathlib import Path
 import re
 import sys
 from dataclasses import dataclass
@@ -363,7 +364,7 @@ def check_manifests(recipe: Recipe, records_checked: int = RECORDS_CHECKED) -> l
             try:
                 if record is None:
                     raise RecordError(None, "not valid JSON")
-                validate_record(record)
+                validate_record(record, allow_absolute_paths=True)  # as the dataset does
             except RecordError as e:
                 problems.append(f"{where}: record {n} of {entry.json_path} is not a LLaVA record: {e}")
                 break
@@ -371,6 +372,12 @@ def check_manifests(recipe: Recipe, records_checked: int = RECORDS_CHECKED) -> l
             if images and entry.image_folder is None:
                 problems.append(f"{where}: records have images (record {record['id']!r}: {images[0]!r}) but the "
                                 "entry has no 'image_folder'")
+                break
+            outside = [p for p in images if folder is not None and os.path.isabs(p)
+                       and not Path(p).resolve().is_relative_to(Path(folder).resolve())]
+            if outside:
+                problems.append(f"{where}: record {record['id']!r} names an absolute image path outside the image "
+                                f"folder {os.path.abspath(folder)}: {outside[0]}")
                 break
             missing = [p for p in images if folder is not None and not os.path.isfile(os.path.join(folder, p))]
             if missing:
