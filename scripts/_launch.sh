@@ -247,6 +247,36 @@ _print_help() {
   echo "transformers.TrainingArguments flag; list them with: python -m llava_medgpt.train --help)."
 }
 
+# ------------------------------------------------------------------------------------------------ output lock
+# One run per OUTPUT_DIR: a second launcher on the same folder (a rerun while the first still trains, a requeued
+# job racing leftover ranks) would interleave their checkpoints. flock(2) on OUTPUT_DIR/.launch.lock, held by this
+# shell's descriptor, which torchrun and the ranks inherit: the kernel releases it when the last of them exits,
+# however they exit. The file names the holder; a name left there by a holder that died is reported as stale.
+_lock_output_dir() {
+  local lock="$OUTPUT_DIR/.launch.lock" holder rc=0
+  exec {OUTPUT_LOCK_FD}>>"$lock"
+  flock --nonblock --conflict-exit-code 200 "$OUTPUT_LOCK_FD" || rc=$?
+  holder="$(cat "$lock" 2>/dev/null)"
+  if [[ "$rc" == 200 ]]; then
+    _die "OUTPUT_DIR=$OUTPUT_DIR is in use by another run (${holder:-holder not recorded yet}; lock $lock); wait for it to finish or stop it first"
+  elif [[ "$rc" != 0 ]]; then  # a file system without locks: fall back to the recorded pid on this host
+    local host pid
+    read -r host pid _ <<<"$holder"
+    if [[ "$host" == "host=$(hostname)" ]] && kill -0 "${pid#pid=}" 2>/dev/null; then
+      _die "OUTPUT_DIR=$OUTPUT_DIR is in use by another run ($holder)"
+    fi
+    _log "warning: cannot flock $lock (file system without locks?); only a live holder on this host is detected"
+  elif [[ -n "$holder" ]]; then
+    _log "stale lock of a run that ended without releasing it ($holder): taking it over"
+  fi
+  printf 'host=%s pid=%s started=%s%s\n' "$(hostname)" "$$" "$(date +%Y-%m-%dT%H:%M:%S)" \
+    "${SLURM_JOB_ID:+ slurm_job=$SLURM_JOB_ID}" >"$lock"
+  trap ': >"$OUTPUT_DIR/.launch.lock"' EXIT  # a clean exit leaves no holder name behind
+}
+
+# How the ranks said the run ended (llava_medgpt/train/exit_status.py); torchrun itself exits 1 for any failure.
+_recorded_exit_code() { "$PYTHON" -m llava_medgpt.train.exit_status "$OUTPUT_DIR" "$@"; }
+
 launch_stage() {
   _batch_defaults
   if [[ "$WANTS_HELP" == 1 ]]; then
@@ -259,6 +289,8 @@ launch_stage() {
   # prepared (minutes for an MXFP4 conversion) and before any training process starts.
   "$PYTHON" -m llava_medgpt.data.recipes "$DATA_RECIPE" --train-args "$@" >/dev/null \
     || _die "data recipe $DATA_RECIPE has the problems listed above"
+  mkdir -p "$OUTPUT_DIR"
+  _lock_output_dir  # before anything is written for this run
   # Start point: the previous stage's folder, or (stage 0) a language model plus a vision tower.
   if [[ -n "${PREV_STAGE_CHECKPOINT:-}" ]]; then
     [[ -f "$PREV_STAGE_CHECKPOINT/COMPLETE" ]] || \
@@ -273,7 +305,6 @@ launch_stage() {
     MODEL_NAME_OR_PATH="$("$PYTHON" -m llava_medgpt.model.dequantize "$MODEL_NAME_OR_PATH" --if-needed \
       --cache-dir "${BF16_START_DIR:-$OUTPUT_ROOT/start_bf16}")" || _die "cannot prepare the start model $MODEL_NAME_OR_PATH"
   fi
-  mkdir -p "$OUTPUT_DIR"
   _tunable_parts
   _topology
   _train_args
@@ -281,29 +312,38 @@ launch_stage() {
   # Every rank's full output is kept under OUTPUT_DIR/logs; the console gets it line by line, tagged "[rankN]:"
   # (global rank) for rank_logs to merge. Progress bars cannot be redrawn through that, so losses print as lines.
   export TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE='[rank${rank}]:' PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+  # torchrun gets SIGTERM if this shell dies (even by SIGKILL), and each rank SIGKILL if torchrun dies
+  # (llava_medgpt/train/process_guard.py): no rank outlives the launcher.
+  local guard=("$PYTHON" -m llava_medgpt.train.process_guard --signal TERM)
   local torchrun=("$PYTHON" -m torch.distributed.run
     --nnodes "$NNODES" --nproc_per_node "$NPROC_PER_NODE"
     --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT"
     --log-dir "$OUTPUT_DIR/logs" --tee 3
     --signals_to_handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 --shutdown_timeout "${SHUTDOWN_TIMEOUT:-600}")
   local rc
+  _recorded_exit_code --clear
   if [[ "$UNDER_SLURM" == 1 ]]; then
     _log "SLURM job $SLURM_JOB_ID: $NNODES node(s) ($SLURM_JOB_NODELIST), master $MASTER_ADDR:$MASTER_PORT"
     # One torchrun per node; its node rank is that task's SLURM_NODEID (torchrun reads PET_NODE_RANK).
     _run_forwarding_signals srun --nodes "$NNODES" --ntasks-per-node 1 --kill-on-bad-exit=1 \
       bash -c 'export PET_NODE_RANK="$SLURM_NODEID"; exec "$@"' _ \
-      "${torchrun[@]}" -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" && rc=0 || rc=$?
+      "${guard[@]}" -- "${torchrun[@]}" -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" && rc=0 || rc=$?
   else
-    _run_forwarding_signals "${torchrun[@]}" --node_rank 0 -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" \
-      && rc=0 || rc=$?
+    _run_forwarding_signals "${guard[@]}" --expect-parent $$ -- "${torchrun[@]}" --node_rank 0 \
+      -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" && rc=0 || rc=$?
   fi
 
+  local recorded
+  recorded="$(_recorded_exit_code)"
+  [[ "$rc" != 0 && -n "$recorded" ]] && rc="$recorded"
   if [[ "$rc" == 0 && -f "$OUTPUT_DIR/COMPLETE" ]]; then
     _log "done. Stage output (start of the next stage): $(cd "$OUTPUT_DIR" && pwd)"
     _log "resume checkpoints: $(cd "$OUTPUT_DIR" && pwd)/checkpoint-*"
     return 0
   fi
-  if [[ "$SIGNALLED" == 1 || "$rc" == "$REQUEUE_EXIT_CODE" ]]; then
+  # A signal is a reason to run again only if no rank recorded another outcome (too many bad samples, disk full,
+  # an error): those would fail the same way on every requeue.
+  if [[ "$rc" == "$REQUEUE_EXIT_CODE" || ( "$SIGNALLED" == 1 && -z "$recorded" ) ]]; then
     if [[ "$UNDER_SLURM" == 1 ]]; then
       _log "stopped on a signal after saving a checkpoint; requeueing job $SLURM_JOB_ID"
       scontrol requeue "$SLURM_JOB_ID"
@@ -312,6 +352,10 @@ launch_stage() {
     _log "stopped on a signal after saving a checkpoint; run the same command again to resume"
     exit "$REQUEUE_EXIT_CODE"
   fi
-  _log "training failed (exit code $rc)"
+  case "$rc" in
+    65) _log "training stopped: too many bad samples (exit code 65); the counts are in $OUTPUT_DIR/skipped_samples.json" ;;
+    74) _log "training stopped: no space left on the device of $OUTPUT_DIR (exit code 74); free space and run the same command again" ;;
+    *) _log "training failed (exit code $rc)" ;;
+  esac
   exit "$rc"
 }

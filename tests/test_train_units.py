@@ -121,6 +121,81 @@ def test_resume_only_from_complete_checkpoints_and_rotation_keeps_newest_complet
     assert ckpt.latest_complete_checkpoint(tmp_path / "missing") is None
 
 
+def _fake_checkpoint(folder, step, payload=b"weights"):
+    (folder / f"global_step{step}").mkdir(parents=True)
+    (folder / f"global_step{step}" / "zero_pp_rank_0_mp_rank_00_model_states.pt").write_bytes(payload * 1000)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (folder / ".hidden.tmp").write_text("not sealed")
+
+
+def test_seal_writes_a_sha256sum_manifest_before_the_marker(tmp_path):
+    import hashlib
+    import subprocess
+
+    folder = tmp_path / "checkpoint-2"
+    _fake_checkpoint(folder, 2)
+    ckpt.seal_folder(folder, content="global_step=2\n")
+    assert ckpt.is_complete(folder) and (folder / "COMPLETE").read_text() == "global_step=2\n"
+    shard = folder / "global_step2" / "zero_pp_rank_0_mp_rank_00_model_states.pt"
+    assert ckpt.read_manifest(folder) == {
+        "global_step2/zero_pp_rank_0_mp_rank_00_model_states.pt": hashlib.sha256(shard.read_bytes()).hexdigest(),
+        "trainer_state.json": hashlib.sha256((folder / "trainer_state.json").read_bytes()).hexdigest(),
+    }
+    # The standard tool checks it too.
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "MANIFEST.sha256"], cwd=folder).returncode == 0
+    assert ckpt.verify_folder(folder) == []
+
+
+def test_a_damaged_newest_checkpoint_is_named_set_aside_and_the_previous_one_used(tmp_path):
+    for step in (2, 4):
+        _fake_checkpoint(tmp_path / f"checkpoint-{step}", step, payload=str(step).encode())
+        ckpt.seal_folder(tmp_path / f"checkpoint-{step}")
+    shard = tmp_path / "checkpoint-4" / "global_step4" / "zero_pp_rank_0_mp_rank_00_model_states.pt"
+    with open(shard, "r+b") as f:
+        f.truncate(10)  # cut after COMPLETE: the marker alone would still say "complete"
+    (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()
+    reports = []
+    assert ckpt.newest_intact_checkpoint(tmp_path, report=reports.append) == tmp_path / "checkpoint-2"
+    assert len(reports) == 1
+    assert f"{shard}: content differs from the manifest (10 bytes now" in reports[0]
+    assert f"{tmp_path / 'checkpoint-4' / 'trainer_state.json'}: missing" in reports[0]
+    assert [step for step, _ in ckpt.checkpoints(tmp_path)] == [2]  # invisible to resume and rotation
+    assert (tmp_path / "checkpoint-4.damaged" / "COMPLETE").is_file()  # kept for inspection
+    # Nothing intact at all: a fresh start.
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    assert ckpt.newest_intact_checkpoint(tmp_path, report=reports.append) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2.damaged", "checkpoint-4.damaged"]
+
+
+def test_a_checkpoint_sealed_without_a_manifest_is_still_resumed(tmp_path):
+    folder = tmp_path / "checkpoint-3"
+    _fake_checkpoint(folder, 3)
+    ckpt.mark_complete(folder)  # what older versions wrote
+    assert ckpt.newest_intact_checkpoint(tmp_path) == folder
+
+
+def test_stage_output_seal_leaves_out_checkpoints_and_the_run_status(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 100)
+    (tmp_path / "exit_status.json").write_text("{}")
+    _fake_checkpoint(tmp_path / "checkpoint-2", 2)
+    ckpt.seal_folder(tmp_path, recursive=False, exclude=("exit_status.json",))
+    assert list(ckpt.read_manifest(tmp_path)) == ["model.safetensors"]
+
+
+def test_skip_report_round_trips_and_merges():
+    from llava_medgpt.data.skips import SkippedSample, SkipReport
+
+    a = SkipReport(max_ids_per_reason=2)
+    a.record(10, [SkippedSample("s/x", "image_load", "cannot load x"), SkippedSample("s/y", "image_load", "y")])
+    b = SkipReport.from_dict(json.loads(json.dumps(a.to_dict())))
+    assert b.to_dict() == a.to_dict()
+    b.record(5, [SkippedSample("s/z", "too_long", "z"), SkippedSample("s/w", "image_load", "w")])
+    a.merge(b)
+    assert a.num_seen == 25 and dict(a.counts) == {"image_load": 5, "too_long": 1}
+    assert a.ids == {"image_load": ["s/x", "s/y"], "too_long": ["s/z"]}  # capped at max_ids_per_reason
+    assert a.examples == {"image_load": "cannot load x", "too_long": "z"}
+
+
 def test_yarn_rope_scaling_extends_context_32x():
     config = Qwen2Config(max_position_embeddings=4096)
     args = ModelArguments(model_name_or_path="x", rope_scaling_type="yarn", rope_scaling_factor=32,

@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write
+
 
 class TooManyBadSamplesError(RuntimeError):
     """More than the allowed fraction of the samples seen so far were skipped."""
@@ -70,6 +72,12 @@ class SkipReport:
         self.add(meta.num_samples, meta.skipped)
 
     def add(self, num_seen: int, skipped: list[SkippedSample]) -> None:
+        self.record(num_seen, skipped)
+        if self.num_seen >= self.min_samples:
+            self.check()
+
+    def record(self, num_seen: int, skipped: list[SkippedSample]) -> None:
+        """Count without checking (training checks the sum over all ranks instead: train.bad_samples)."""
         self.num_seen += num_seen
         for sample in skipped:
             self.counts[sample.reason] += 1
@@ -77,8 +85,26 @@ class SkipReport:
             if len(ids) < self.max_ids_per_reason:
                 ids.append(sample.sample_id)
             self.examples.setdefault(sample.reason, sample.detail)
-        if self.num_seen >= self.min_samples:
-            self.check()
+
+    def merge(self, other: "SkipReport") -> None:
+        """Add another report's counts (e.g. another rank's); ids and first errors keep this report's first."""
+        self.num_seen += other.num_seen
+        self.counts.update(other.counts)
+        for reason, ids in other.ids.items():
+            mine = self.ids.setdefault(reason, [])
+            mine.extend(ids[: max(0, self.max_ids_per_reason - len(mine))])
+        for reason, example in other.examples.items():
+            self.examples.setdefault(reason, example)
+
+    @classmethod
+    def from_dict(cls, data: dict, **settings) -> "SkipReport":
+        """The report `to_dict()` wrote (settings: max_fraction, min_samples, ... of the new report)."""
+        report = cls(**settings)
+        report.num_seen = int(data["num_seen"])
+        report.counts = Counter({reason: int(n) for reason, n in data["counts"].items()})
+        report.ids = {reason: list(ids) for reason, ids in data["ids"].items()}
+        report.examples = dict(data["first_error"])
+        return report
 
     def check(self) -> None:
         if self.num_seen and self.fraction > self.max_fraction:
@@ -110,9 +136,10 @@ class SkipReport:
         }
 
     def write_json(self, path: str | os.PathLike) -> Path:
+        """Write to_dict() as JSON, atomically (a kill never leaves half a report)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        with atomic_write(path) as f:
+            f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
 
 

@@ -2,7 +2,11 @@
 
 import sys
 
-from .arguments import handle_help
+from .process_guard import guard_rank
+
+guard_rank()  # first, before torch is imported: a rank must not outlive the torchrun that started it
+
+from .arguments import handle_help  # noqa: E402
 
 if handle_help(sys.argv[1:]):  # before torch is imported: --help answers at once
     sys.exit(0)

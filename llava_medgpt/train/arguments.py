@@ -122,6 +122,15 @@ class CurriculumTrainingFields:
         default="q_proj,k_proj,v_proj,o_proj",
         metadata={"help": "Comma-separated module names inside the language model to adapt."},
     )
+    max_bad_sample_fraction: float = field(
+        default=0.01,
+        metadata={"help": "Stop (exit 65) when more than this fraction of the samples seen, summed over all ranks, "
+                          "were skipped as bad; checked after every step once --bad_sample_min_samples were seen, "
+                          "and at the end of training whatever the number. The counts are saved in checkpoints."},
+    )
+    bad_sample_min_samples: int = field(
+        default=1000, metadata={"help": "Samples to see (all ranks) before the bad-sample limit is checked mid-run."}
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Train even if output_dir already holds a complete stage output."}
     )

@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-# EX_TEMPFAIL from sysexits.h: "temporary failure, try again".
-REQUEUE_EXIT_CODE = 75
+from .exit_status import EXIT_REQUEUE as REQUEUE_EXIT_CODE  # noqa: F401  (exported under this name)
+
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 

@@ -7,9 +7,10 @@ Run as: torchrun --nproc_per_node 8 -m llava_medgpt.train --model_name_or_path P
 
 A stage starts from the previous stage's output folder (from_pretrained), or for stage 0 from a separately
 pretrained language model plus `--vision_tower` (model.builder.build_from_parts). It resumes by itself from the
-newest complete checkpoint in --output_dir, and ends by writing the stage's hand-off folder: config.json,
-model.safetensors, the processor files and a COMPLETE marker written last. Exit code 0: done;
-REQUEUE_EXIT_CODE (75): stopped on SIGTERM/SIGUSR1 after saving a checkpoint, run it again to resume.
+newest intact checkpoint in --output_dir, and ends by writing the stage's hand-off folder: config.json,
+model.safetensors, the processor files, MANIFEST.sha256 and a COMPLETE marker written last. Exit codes (also in
+OUTPUT_DIR/exit_status.json, since torchrun reports 1 for any failure; train/exit_status.py): 0 done, 1 error,
+65 too many bad samples, 74 disk full, 75 stopped on SIGTERM/SIGUSR1 after saving a checkpoint (run it again).
 """
 
 import json
@@ -25,17 +26,34 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from ..data.collator import MedGptCollator
 from ..data.dataset import MedGptDataset
+from ..data.skips import TooManyBadSamplesError
 from ..model.builder import resolve_attn_implementation
 from ..model.card import TrainingRecord, write_model_card
 from ..settings import effective_values
 from .arguments import DataArguments, ModelArguments, parse_args
-from .training_arguments import TrainingArguments
-from .checkpointing import is_complete, latest_complete_checkpoint, mark_complete, remove_incomplete_checkpoints
+from .checkpointing import (
+    RankGroup,
+    is_complete,
+    newest_intact_checkpoint,
+    remove_incomplete_checkpoints,
+    seal_folder,
+    verify_folder,
+)
+from .exit_status import (
+    EXIT_DISK_FULL,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TOO_MANY_BAD,
+    STATUS_FILE,
+    disk_full_error,
+    write_exit_status,
+)
 from .freezing import parse_tunable_parts
 from .known_warnings import filter_known_warnings
 from .lora import add_lora, merge_lora
 from .preemption import REQUEUE_EXIT_CODE, PreemptionCallback
 from .trainer import MedGptTrainer
+from .training_arguments import TrainingArguments
 
 logger = logging.getLogger("llava_medgpt.train")
 
@@ -160,17 +178,25 @@ def setup_data(data_args: DataArguments, training_args: TrainingArguments, proce
 
 
 def find_resume_checkpoint(training_args: TrainingArguments) -> str | None:
-    """--resume_from_checkpoint if given, else the newest complete checkpoint in output_dir (None: fresh start)."""
+    """--resume_from_checkpoint if given (it must be complete and match its manifest), else the newest complete
+    checkpoint in output_dir that matches its manifest; a damaged one is reported file by file, set aside
+    (checkpoint-N.damaged) and the previous one tried. None: fresh start. Run on every rank."""
+    group = RankGroup()
     if training_args.resume_from_checkpoint:
-        if not is_complete(training_args.resume_from_checkpoint):
-            raise ValueError(f"{training_args.resume_from_checkpoint} has no COMPLETE marker: the save was cut short")
-        return training_args.resume_from_checkpoint
+        folder = training_args.resume_from_checkpoint
+        if not is_complete(folder):
+            raise ValueError(f"{folder} has no COMPLETE marker: the save was cut short")
+        problems = verify_folder(folder, group)
+        if problems:
+            raise ValueError(f"{folder} is damaged ({len(problems)} file(s) differ from its manifest):\n  "
+                             + "\n  ".join(problems))
+        return folder
     if training_args.should_save:
         for folder in remove_incomplete_checkpoints(training_args.output_dir):
             logger.warning("Removed incomplete checkpoint %s (its save was interrupted)", folder)
-    _barrier()
-    latest = latest_complete_checkpoint(training_args.output_dir)
-    return None if latest is None else str(latest)
+    group.barrier()
+    intact = newest_intact_checkpoint(training_args.output_dir, group, report=logger.error)
+    return None if intact is None else str(intact)
 
 
 def save_stage_output(trainer: MedGptTrainer, processor, output_dir: str, record: TrainingRecord | None = None) -> None:
@@ -192,9 +218,9 @@ def save_stage_output(trainer: MedGptTrainer, processor, output_dir: str, record
             json.dump(trainer.state.log_history, f, indent=1)
         record = replace(record, global_step=trainer.state.global_step) if record is not None else None
         write_model_card(output_dir, trainer.model.config, processor, training=record)
-    _barrier()
-    if trainer.args.should_save:
-        mark_complete(output_dir, content=f"global_step={trainer.state.global_step}\n")
+    # The hand-off files only: checkpoints, the run's status and lock stay outside the manifest.
+    seal_folder(output_dir, content=f"global_step={trainer.state.global_step}\n", recursive=False,
+                exclude=(STATUS_FILE,))
 
 
 def _barrier() -> None:
@@ -203,15 +229,45 @@ def _barrier() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train one stage; the exit code (and OUTPUT_DIR/exit_status.json) says how it ended (exit_status.py)."""
     filter_known_warnings()
     argv = sys.argv[1:] if argv is None else list(argv)
     argv = _prepare_cpu_deepspeed(argv)
     model_args, data_args, training_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
+    output_dir, rank = training_args.output_dir, training_args.process_index
+    try:
+        code = train_stage(model_args, data_args, training_args)
+    except TooManyBadSamplesError as err:  # raised on every rank at the same step (bad_samples.py)
+        logger.error("%s", err)
+        if training_args.should_save:
+            write_exit_status(output_dir, EXIT_TOO_MANY_BAD, "too_many_bad_samples", str(err), rank)
+        _shutdown()
+        return EXIT_TOO_MANY_BAD
+    except Exception as err:
+        full = disk_full_error(err, output_dir)
+        if full is None:
+            write_exit_status(output_dir, EXIT_FAILED, "error", f"{type(err).__name__}: {err}", rank, first_wins=True)
+            raise
+        logger.error("%s", full)
+        # The save that failed is incomplete anyway (and the next start would delete it): give its space back, from
+        # whichever rank found the disk full.
+        for folder in remove_incomplete_checkpoints(output_dir):
+            logger.error("Removed the incomplete checkpoint %s", folder)
+        write_exit_status(output_dir, EXIT_DISK_FULL, "disk_full", str(full), rank)
+        return EXIT_DISK_FULL
+    if training_args.should_save:
+        write_exit_status(output_dir, code, "preempted" if code == REQUEUE_EXIT_CODE else "complete", rank=rank)
+    _shutdown()
+    return code
+
+
+def train_stage(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> int:
+    """setup -> resume -> train -> stage output; returns EXIT_OK, or REQUEUE_EXIT_CODE after a preemption save."""
     if is_complete(training_args.output_dir) and not training_args.overwrite_output_dir:
         logger.info("%s is already a complete stage output; nothing to do", training_args.output_dir)
-        return 0
+        return EXIT_OK
     tunable_parts = parse_tunable_parts(model_args.mm_tunable_parts)
     transformers.set_seed(training_args.seed)  # before the model: stage 0 initialises the projector
 
@@ -235,20 +291,23 @@ def main(argv: list[str] | None = None) -> int:
         keep_checkpoints=keep,
         forward_kwargs=training_forward_kwargs(model, model_args),
     )
+    if resume:
+        trainer.bad_samples.restore(resume, training_args.process_index, training_args.world_size)
     trainer.train(resume_from_checkpoint=resume)
-    trainer.write_skip_report()
     if preemption.stopped_for_preemption:
+        trainer.bad_samples.write_reports(training_args)
         logger.warning("Stopped on a signal after saving checkpoint-%d; exit %d to be requeued",
                        trainer.state.global_step, REQUEUE_EXIT_CODE)
-        _shutdown()
         return REQUEUE_EXIT_CODE
+    # Also after a resume that trained no step: the restored counts decide.
+    trainer.bad_samples.check(training_args, final=True)
+    trainer.bad_samples.write_reports(training_args)
 
     save_stage_output(trainer, processor, training_args.output_dir,
                       TrainingRecord.from_args(model_args, data_args, training_args))
     if training_args.should_save:
         logger.info("Stage output (hand-off folder for the next stage): %s", os.path.abspath(training_args.output_dir))
-    _shutdown()
-    return 0
+    return EXIT_OK
 
 
 def _shutdown() -> None:

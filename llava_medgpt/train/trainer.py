@@ -5,27 +5,28 @@
   configs have no `optimizer` block; DeepSpeed wraps the optimizer built here and keeps its param groups);
 - registers the backbone's MoE block (GPT-oss: GptOssMLP) as a ZeRO-3 leaf module: routing picks different experts
   on different ranks, and without the flag ZeRO-3's per-submodule prefetch can wait forever on MoE;
-- makes checkpoints complete-or-invisible (checkpointing.py) and rotates only complete ones;
+- makes checkpoints complete-or-invisible and verifiable (checkpointing.CheckpointIntegrityCallback: fsync,
+  MANIFEST.sha256, COMPLETE) and rotates only complete ones;
 - batches by modality and length (`group_by_modality_length`) or packs rows, with the data package's samplers;
-- drops the collator's bookkeeping (`meta`) into a SkipReport and normalises uint8 tiles on the device;
+- drops the collator's bookkeeping (`meta`) into a SkipReport, whose limit is checked over all ranks after every
+  step and whose counts every checkpoint saves (bad_samples.BadSampleLimitCallback); normalises uint8 tiles on
+  the device;
 - passes the training-only switches (no cache, MoE router aux loss) with every forward call, not through the
   config that checkpoints and stage outputs save.
 """
 
 import logging
-import os
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.sampler import ModalityLengthGroupedBatchSampler, PackedBatchSampler
 from ..data.skips import SkipReport
 from ..model.backbones import text_backbone
-from .checkpointing import mark_complete, rotate_complete_checkpoints
+from .bad_samples import BadSampleLimitCallback
+from .checkpointing import CheckpointIntegrityCallback
 from .freezing import format_parameter_counts, parameter_counts, set_trainable_parts
 from .param_groups import ModuleLearningRates, build_param_groups
 
@@ -71,7 +72,12 @@ class MedGptTrainer(Trainer):
         if self.args.save_total_limit:
             raise ValueError("Pass keep_checkpoints instead of save_total_limit (rotation must see COMPLETE markers)")
         self.keep_checkpoints = keep_checkpoints
-        self.skip_report = SkipReport()
+        self.skip_report = SkipReport(max_fraction=self.args.max_bad_sample_fraction,
+                                      min_samples=self.args.bad_sample_min_samples)
+        self.bad_samples = BadSampleLimitCallback(self.skip_report)
+        self.add_callback(self.bad_samples)
+        # Last: it seals what every other callback (and the Trainer) wrote into the checkpoint.
+        self.add_callback(CheckpointIntegrityCallback(keep_checkpoints, state_writers=[self.bad_samples.write_state]))
         set_trainable_parts(self.model, tunable_parts)
         self.parameter_counts = parameter_counts(self.model)
         if self.args.should_log:
@@ -155,7 +161,7 @@ class MedGptTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         meta = inputs.pop("meta", None)
         if meta is not None:
-            self.skip_report.update(meta)
+            self.skip_report.record(meta.num_samples, meta.skipped)  # checked over all ranks after the step
         pixel_values = inputs.pop("pixel_values", None)
         if pixel_values is not None and pixel_values.dtype == torch.uint8:
             # Workers ship uint8 tiles (4x less to copy); normalise on the training device.
@@ -166,27 +172,3 @@ class MedGptTrainer(Trainer):
         inputs.update(self.forward_kwargs)
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
-
-    def write_skip_report(self) -> str:
-        """Skipped samples of this rank (reason -> count, example ids) as JSON in output_dir; returns the path."""
-        path = os.path.join(self.args.output_dir, f"skipped_samples.rank{self.args.process_index}.json")
-        self.skip_report.write_json(path)
-        self.skip_report.finalize()
-        return path
-
-    # ------------------------------------------------------------------------------------------ checkpoints
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        # Every rank has written its part (DeepSpeed writes one shard per rank) before the marker appears.
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-        if self.args.should_save:
-            folder = self._checkpoint_folder()
-            mark_complete(folder, content=f"global_step={self.state.global_step}\n")
-            rotate_complete_checkpoints(self.args.output_dir, self.keep_checkpoints)
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-
-    def _checkpoint_folder(self) -> str:
-        return os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
