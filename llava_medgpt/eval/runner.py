@@ -7,7 +7,8 @@ Run as: python -m llava_medgpt.eval --model CKPT --tasks slake,medqa --data-dir 
 Outputs in OUT:
     predictions/<task>.jsonl   raw output per example, written as produced (a rerun resumes from it)
     results.json               per-task scores with 95% intervals, n scored / skipped, macro averages
-                               (deterministic: no timestamps)
+                               (deterministic: no timestamps); rewritten atomically after every task, so a
+                               later task's failure (named under "failed") keeps the finished tasks' scores
     tables.md                  Tables 4 / 5 / 6 / Figure 2 layout with the paper's rows beside this checkpoint
     chart.png                  bars of the same rows with the checkpoint's 95% intervals
     summary.txt                the end-of-run table printed on stdout, with wall time per task
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 from .tasks import (PAPER_SETTING, TASK_DIR, MissingData, load_config, load_task, parse_task_paths, parse_tasks,
@@ -94,7 +96,8 @@ def evaluate(args: argparse.Namespace, seconds: dict[str, float] | None = None) 
     """Run every task; `seconds` (if given) receives the wall time of each task (loading + generation + scoring)."""
     import torch
 
-    from .generation import GenerationSettings, PredictionFile, run_generation
+    from ..inference.fingerprint import checkpoint_fingerprint, normalized_model_name
+    from .generation import GenerationSettings, PredictionFile, run_generation, task_config_hash
     from .results import PAPER_TABLES, macro_averages, score_task, task_entry
 
     seconds = {} if seconds is None else seconds
@@ -116,27 +119,62 @@ def evaluate(args: argparse.Namespace, seconds: dict[str, float] | None = None) 
     template_kwargs = json.loads(args.chat_template_kwargs)
     backend, model_type, multimodal = make_backend(args, dtype, template_kwargs)
     label = args.label or Path(str(args.model).rstrip("/")).name
+    identity = dict(model=normalized_model_name(args.model), model_fingerprint=checkpoint_fingerprint(args.model),
+                    backend=args.backend, **loaded_model_settings(backend))
 
-    tasks = {}
+    tasks, failed = {}, {}
+
+    def results() -> dict:
+        out = {"model": str(args.model).rstrip("/") or "/", "model_type": model_type, "label": label,
+               "settings": {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "limit": args.limit,
+                            "seed": args.seed, "chat_template_kwargs": template_kwargs},
+               "tasks": dict(tasks), "not_run": dict(not_run), "macro_average": macro_averages(tasks),
+               "tables": PAPER_TABLES}
+        if failed:
+            out["failed"] = dict(failed)
+        return out
+
     for name, task in loaded.items():
         start = time.perf_counter()
         config = task.config
         if not multimodal and any(item.images or any(d.images for d in item.demos) for item in task.items):
             not_run[name] = f"{label} is a text-only model and this task has images"
             continue
-        settings = GenerationSettings(model=str(args.model),
-                                      max_new_tokens=args.max_new_tokens or config.max_new_tokens,
-                                      batch_size=args.batch_size, seed=args.seed, template_kwargs=template_kwargs)
-        store = PredictionFile(args.output / "predictions" / f"{name}.jsonl", settings)
-        outputs = run_generation(backend, task.items, config, store, progress=not args.no_progress)
-        scores = score_task(config, task.items, outputs, clinical=not args.no_clinical_metrics)
-        tasks[name] = task_entry(config, scores, task.skipped, task.source)
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens or config.max_new_tokens,
+                                      batch_size=args.batch_size, seed=args.seed, template_kwargs=template_kwargs,
+                                      task_config=task_config_hash(config), **identity)
+        try:
+            store = PredictionFile(args.output / "predictions" / f"{name}.jsonl", settings)
+            outputs = run_generation(backend, task.items, config, store, progress=not args.no_progress)
+            scored = [item for item in task.items if item.id in outputs]
+            scores = score_task(config, scored, outputs, clinical=not args.no_clinical_metrics)
+            skipped = task.skipped + Counter(reason for reason, _ in store.skipped.values())
+            tasks[name] = task_entry(config, scores, skipped, task.source)
+        except Exception as err:
+            # Finished tasks keep their results: results.json is rewritten (atomically) with this failure named.
+            failed[name] = f"{type(err).__name__}: {err}"
+            write_results(results(), args.output)
+            raise
         seconds[name] += time.perf_counter() - start
-    return {"model": str(args.model), "model_type": model_type, "label": label,
-            "settings": {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "limit": args.limit,
-                         "seed": args.seed, "chat_template_kwargs": template_kwargs},
-            "tasks": tasks, "not_run": not_run, "macro_average": macro_averages(tasks),
-            "tables": PAPER_TABLES}
+        write_results(results(), args.output)  # each task's scores are on disk as soon as it is done
+        if store.skipped:
+            logger.warning("task %s: %d item(s) skipped (%s)", name, len(store.skipped),
+                           ", ".join(f"{reason}: {n}" for reason, n in Counter(r for r, _ in store.skipped.values())
+                                     .most_common()))
+    return results()
+
+
+def loaded_model_settings(backend) -> dict:
+    """dtype and attention implementation(s) the loaded model really uses (None for a server backend)."""
+    chat = getattr(backend, "chat", None)
+    if chat is None:
+        return {"dtype": None, "attn_implementation": None}
+    config = chat.model.config
+    attn = {"text": getattr(config.get_text_config(), "_attn_implementation", None)}
+    vision = getattr(config, "vision_config", None)
+    if vision is not None:
+        attn["vision"] = getattr(vision, "_attn_implementation", None)
+    return {"dtype": str(chat.model.dtype).removeprefix("torch."), "attn_implementation": attn}
 
 
 def make_backend(args: argparse.Namespace, dtype, template_kwargs: dict):
@@ -159,14 +197,21 @@ def make_backend(args: argparse.Namespace, dtype, template_kwargs: dict):
     return backend, served.model_type, served.multimodal
 
 
+def write_results(results: dict, output: Path) -> None:
+    """results.json, atomically (llava_medgpt.fileio): a reader sees the previous version or this one."""
+    from ..fileio import atomic_write
+
+    with atomic_write(output / "results.json") as f:
+        f.write(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
 def write_outputs(results: dict, output: Path, summary: str | None = None) -> None:
     """results.json, tables.md, chart.png (and summary.txt), each written atomically (llava_medgpt.fileio)."""
     from ..fileio import atomic_write
     from .chart import draw_chart
     from .tables import render_tables
 
-    with atomic_write(output / "results.json") as f:
-        f.write(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_results(results, output)
     with atomic_write(output / "tables.md") as f:
         f.write(render_tables(results))
     with atomic_write(output / "chart.png", "wb") as f:

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from .base import ImageRef, TaskConfig
+from .base import BadRecord, ImageRef, TaskConfig
 
 
 class MissingData(FileNotFoundError):
@@ -46,7 +46,8 @@ def image_ref(value: Any, root: Path | None) -> ImageRef | None:
         buffer = io.BytesIO()
         value.save(buffer, format="PNG")
         return ImageRef(data=buffer.getvalue())
-    raise ValueError(f"unsupported image value of type {type(value).__name__}")
+    # A number or other value where a release names an image: this record is unusable, the others are not.
+    raise BadRecord(f"image field of type {type(value).__name__}, not a path")  # a stable counter key
 
 
 def hub_records(config: TaskConfig, split: str | None = None) -> list[dict[str, Any]]:
