@@ -20,7 +20,8 @@ Values become flags: booleans `True`/`False`, mappings JSON, lists one flag foll
 This module is below every other layer (it imports only PyYAML): the trainer, the recipe check and the launch
 scripts all expand the same files the same way.
 
-Run as: python -m llava_medgpt.settings --get KEY [KEY ...] -- TRAIN_ARGS...   (prints KEY=VALUE lines for bash)
+Run as: python -m llava_medgpt.settings --get KEY [KEY ...] [--prefix P] -- TRAIN_ARGS...
+        (prints P+KEY=VALUE lines for a shell's eval; scripts/_launch.sh uses it)
 """
 
 import argparse
@@ -60,7 +61,9 @@ def load_settings(path: str | os.PathLike) -> dict[str, Any]:
     for key, value in data.items():
         if not isinstance(key, str) or key.startswith("-"):
             raise SettingsError(f"{path}: {key!r} is not an argument name (write learning_rate, not --learning_rate)")
-        settings[key] = value.replace("${CONFIG_DIR}", folder) if isinstance(value, str) else value
+        if isinstance(value, str) and "${CONFIG_DIR}" in value:
+            value = os.path.normpath(value.replace("${CONFIG_DIR}", folder))
+        settings[key] = value
     return settings
 
 
@@ -135,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Print the values training arguments take, as KEY=VALUE lines "
                                                  "a shell can eval (empty when unset).")
     parser.add_argument("--get", nargs="+", required=True, metavar="KEY", help="argument names")
+    parser.add_argument("--prefix", default="", help="put before each variable name, e.g. CFG_")
     args = parser.parse_args(argv[:split])
     try:
         values = effective_values(argv[split + 1:], args.get)
@@ -142,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for key, value in values.items():
-        print(f"{key.upper()}={shlex.quote(value or '')}")
+        print(f"{args.prefix}{key.upper()}={shlex.quote(value or '')}")
     return 0
 
 

@@ -1,32 +1,16 @@
-# Shared launcher of the curriculum stages; sourced by scripts/stage{0,1,2}_*.sh, never run by itself.
-#
-# A stage script sets STAGE and SCRIPT_DIR, sources this file (which applies PRESET defaults), sets its own
-# paper hyperparameters with `: "${VAR:=default}"` (so anything already in the environment wins), then calls
-# `launch_stage "$@"`. Variables every stage understands (all optional):
-#
-#   PRESET=tiny           tiny GPT-oss + CLIP and the demo data (built on first use under OUTPUT_ROOT/tiny_assets by
-#                         python -m llava_medgpt.train.tiny_preset), short packed rows, higher learning rates and
-#                         enough epochs that the loss falls; runs the whole curriculum on CPU in minutes
-#   OUTPUT_ROOT           where stages write: OUTPUT_ROOT/stage0, /stage1, /stage2 (default: outputs)
-#   PACKING               True (default): several samples per row (rows of MODEL_MAX_LENGTH tokens, samples kept
-#                         apart by restarting position ids); PER_DEVICE_BATCH_SIZE then counts rows (default 1 row
-#                         per GPU, 8 per step). False: one sample per padded row, Table 2's 16 per GPU / 128 per step
-#   PER_DEVICE_BATCH_SIZE, GLOBAL_BATCH_SIZE (auto: PER_DEVICE_BATCH_SIZE x world size), MODEL_MAX_LENGTH
-#   NPROC_PER_NODE        processes per node (default: GPUs per node; on CPU 2, or 1 per SLURM node)
-#   DEEPSPEED_CONFIG      scripts/deepspeed/{zero2,zero3,zero3_offload}.json
-#   ATTN_IMPLEMENTATION   default: the backbone's choice (GPT-oss: flex_attention on GPU, eager on CPU)
-#   MAX_STEPS             stop after this many optimizer steps (default: NUM_TRAIN_EPOCHS epochs)
-#   TRAIN_VISION_TOWER    1: add mm_vision_tower to the stage's STAGE_TUNABLE_PARTS; MM_TUNABLE_PARTS overrides both
-#   BF16_START_DIR        stage 0: where an MXFP4 start is converted to bf16, once (default: OUTPUT_ROOT/start_bf16)
-#   INDEX_CACHE_DIR       where the record indexes go (default: beside each manifest; set it for read-only datasets)
-#   SAVE_STEPS, SAVE_TOTAL_LIMIT, LOGGING_STEPS, DATALOADER_NUM_WORKERS, SEED, PYTHON
-#
-# `bash scripts/stageN_*.sh --help` prints the stage's settings as they would be used, without starting anything.
-#
-# On a machine without GPUs the same command runs CPU processes: DS_ACCELERATOR=cpu, gloo, fp32 (no bf16 on CPU).
-# Under SLURM (sbatch) one torchrun per node is started with srun; master address, node rank and world size come
-# from SLURM_* variables. A USR1/TERM signal (sbatch --signal=B:USR1@120) is forwarded to the ranks, which save
-# a checkpoint and exit; the job is then requeued and resumes from that checkpoint.
+# Shared launcher of the curriculum stages; sourced by scripts/stage{0,1,2}_*.sh (which set STAGE), never run by
+# itself. It keeps what only the shell can know, and nothing about how a stage trains:
+#   - which settings files apply: configs/stage<STAGE>_*.yaml (the stage's Table 2 hyperparameters), then
+#     configs/packing.yaml (PACKING=True, the default) or configs/tiny.yaml (PRESET=tiny);
+#   - the environment overrides users rely on, turned into training flags by the table ENV_FLAGS below (they win
+#     over the files; flags given to the stage script win over everything): docs/training.md lists them;
+#   - the start point (stage 0: a language model + a vision tower, an MXFP4 one converted to bf16 once; later
+#     stages: PREV_STAGE_CHECKPOINT, default OUTPUT_ROOT/stage<STAGE-1>), where outputs go (OUTPUT_DIR, default
+#     OUTPUT_ROOT/stage<STAGE>), the tiny preset's assets;
+#   - topology (processes per node, nodes, master address), the machine (CPU: DeepSpeed's CPU accelerator, fp32, no
+#     pinned memory), SLURM (one torchrun per node through srun) and requeue (USR1/TERM forwarded to the ranks,
+#     which save a checkpoint and exit; under SLURM the job is then requeued and resumes from it).
+# `bash scripts/stageN_*.sh --help` prints the files and the settings that would be used, without starting anything.
 
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
 PYTHON="${PYTHON:-python}"
@@ -34,11 +18,12 @@ PYTHON="${PYTHON:-python}"
 : "${PRESET:=}"
 export PYTHONPATH="$REPO_DIR${PYTHONPATH:+:$PYTHONPATH}"
 REQUEUE_EXIT_CODE=75  # llava_medgpt.train.preemption.REQUEUE_EXIT_CODE
+STAGE_SCRIPT="${BASH_SOURCE[1]:-$0}"
 
 _log() { echo "[stage${STAGE}] $*" >&2; }
 _die() { echo "[stage${STAGE}] error: $*" >&2; exit 2; }
 
-# The stage script's own arguments (this file is sourced without arguments, so "$@" is the script's).
+# The stage script's arguments: this file is sourced with them.
 WANTS_HELP=0
 for _arg in "$@"; do [[ "$_arg" == -h || "$_arg" == --help ]] && WANTS_HELP=1; done
 
@@ -58,32 +43,64 @@ else
   export DS_ACCELERATOR=cpu  # DeepSpeed's CPU accelerator: gloo, no CUDA ops
 fi
 
-# ------------------------------------------------------------------------------------------------ PRESET=tiny
+# ------------------------------------------------------------------------------------------------- settings
+# Environment variable -> training argument. Set ones become flags after the settings files.
+ENV_FLAGS=(
+  DATA_RECIPE=data_path DEEPSPEED_CONFIG=deepspeed MM_TUNABLE_PARTS=mm_tunable_parts
+  LEARNING_RATE=learning_rate MM_PROJECTOR_LR=mm_projector_lr MM_VISION_TOWER_LR=mm_vision_tower_lr
+  WEIGHT_DECAY=weight_decay WARMUP_RATIO=warmup_ratio NUM_TRAIN_EPOCHS=num_train_epochs MAX_STEPS=max_steps
+  PACKING=packing PER_DEVICE_BATCH_SIZE=per_device_train_batch_size GLOBAL_BATCH_SIZE=global_batch_size
+  MODEL_MAX_LENGTH=model_max_length GROUP_BY_MODALITY_LENGTH=group_by_modality_length
+  ATTN_IMPLEMENTATION=attn_implementation CONVERSATION_VERSION=version
+  ROPE_SCALING_TYPE=rope_scaling_type ROPE_SCALING_FACTOR=rope_scaling_factor
+  ROPE_ORIGINAL_MAX_POSITION_EMBEDDINGS=rope_original_max_position_embeddings
+  SAVE_STEPS=save_steps SAVE_TOTAL_LIMIT=keep_checkpoints LOGGING_STEPS=logging_steps
+  DATALOADER_NUM_WORKERS=dataloader_num_workers SEED=seed INDEX_CACHE_DIR=index_cache_dir
+)
+
+STAGE_CONFIGS=("$REPO_DIR"/configs/stage"${STAGE}"_*.yaml)
+[[ ${#STAGE_CONFIGS[@]} == 1 && -f "${STAGE_CONFIGS[0]}" ]] || _die "expected one file configs/stage${STAGE}_*.yaml"
+CONFIGS=("${STAGE_CONFIGS[0]}")
+: "${OUTPUT_DIR:=$OUTPUT_ROOT/stage$STAGE}"
+if [[ "$STAGE" -gt 0 ]]; then : "${PREV_STAGE_CHECKPOINT=$OUTPUT_ROOT/stage$((STAGE - 1))}"; fi
+: "${PREV_STAGE_CHECKPOINT:=}"
+
 TINY_ASSETS="$OUTPUT_ROOT/tiny_assets"
 if [[ "$PRESET" == tiny ]]; then
-  # Stage 0 starts, like the real one, from a language model and a vision tower (llava_medgpt.model.tiny --parts).
+  # Stage 0 starts, like the real one, from a language model and a vision tower (llava_medgpt.train.tiny_preset).
   : "${MODEL_NAME_OR_PATH:=$TINY_ASSETS/language_model}"
   : "${VISION_TOWER:=$TINY_ASSETS/vision_tower}"
   : "${DATA_RECIPE:=$REPO_DIR/data_recipes/demo_stage${STAGE}.yaml}"
   export DEMO_DATA="${DEMO_DATA:-$TINY_ASSETS/demo_data}"
-  # Packed like the real recipe: one row per process. The sampler plans rows from length estimates that count 5
-  # tiles per image (the demo images are 1 tile), so a 4,096-token row gets about 4 image samples (~1,100 tokens).
-  : "${PACKING:=True}"
-  : "${PER_DEVICE_BATCH_SIZE:=1}"
-  : "${GLOBAL_BATCH_SIZE:=auto}"  # PER_DEVICE_BATCH_SIZE x world size: no gradient accumulation
-  : "${MODEL_MAX_LENGTH:=4096}"
-  # A few dozen steps per stage, at rates a 64-wide model learns at (the paper's are for a 20B model).
-  : "${NUM_TRAIN_EPOCHS:=10}"
-  : "${LEARNING_RATE:=2e-3}"
-  : "${MM_PROJECTOR_LR:=2e-3}"
-  : "${MM_VISION_TOWER_LR:=2e-4}"
-  : "${SAVE_STEPS:=25}"
-  : "${LOGGING_STEPS:=5}"
-  : "${DATALOADER_NUM_WORKERS:=0}"
+  CONFIGS+=("$REPO_DIR/configs/tiny.yaml")
   if [[ "$ON_GPU" == 0 ]]; then : "${NPROC_PER_NODE:=$([[ -n "${SLURM_JOB_ID:-}" ]] && echo 1 || echo 2)}"; fi
 elif [[ -n "$PRESET" ]]; then
   _die "unknown PRESET=$PRESET (known: tiny)"
+elif [[ "${PACKING:-True}" == True ]]; then
+  CONFIGS+=("$REPO_DIR/configs/packing.yaml")
+elif [[ "$PACKING" != False ]]; then
+  _die "PACKING must be True or False, got $PACKING"
 fi
+
+_settings_args() {
+  SETTINGS_ARGS=()
+  local config pair name
+  for config in "${CONFIGS[@]}"; do SETTINGS_ARGS+=(--config "$config"); done
+  for pair in "${ENV_FLAGS[@]}"; do
+    name="${pair%%=*}"
+    [[ -n "${!name:-}" && "$name" != GLOBAL_BATCH_SIZE ]] && SETTINGS_ARGS+=("--${pair#*=}" "${!name}")
+  done
+  [[ -n "${MODEL_NAME_OR_PATH:-}" ]] && SETTINGS_ARGS+=(--model_name_or_path "$MODEL_NAME_OR_PATH")
+  [[ -n "${VISION_TOWER:-}" ]] && SETTINGS_ARGS+=(--vision_tower "$VISION_TOWER")
+  SETTINGS_ARGS+=(--output_dir "$OUTPUT_DIR")
+  return 0
+}
+
+# CFG_<NAME>: the value a training argument takes for this command (files, environment, the script's flags).
+_resolve() {
+  eval "$("$PYTHON" -m llava_medgpt.settings --prefix CFG_ --get "$@" -- "${SETTINGS_ARGS[@]}" "${STAGE_ARGS[@]}")" \
+    || _die "cannot read the settings files ${CONFIGS[*]}"
+}
 
 _prepare_tiny_assets() {
   [[ -f "$TINY_ASSETS/COMPLETE" ]] && return 0
@@ -94,30 +111,18 @@ _prepare_tiny_assets() {
   OMP_NUM_THREADS=1 "$PYTHON" -m llava_medgpt.train.tiny_preset "$TINY_ASSETS" | sed "s/^/[stage${STAGE}] /" >&2
 }
 
-# Packing and batch sizes (Table 2: 16 samples per GPU, 128 per step, up to 32,768 tokens each).
-_batch_defaults() {
-  : "${PACKING:=True}"
-  if [[ "$PACKING" == True ]]; then
-    # Rows of MODEL_MAX_LENGTH tokens, each holding as many samples as fit: one row per GPU and 8 per step
-    # (8 GPUs, no accumulation, as Table 2), 8 x 32,768 tokens, the tokens of 128 samples of about 2,000.
-    : "${PER_DEVICE_BATCH_SIZE:=1}"
-    : "${GLOBAL_BATCH_SIZE:=8}"
-  elif [[ "$PACKING" == False ]]; then
-    : "${PER_DEVICE_BATCH_SIZE:=16}"
-    : "${GLOBAL_BATCH_SIZE:=128}"
-  else
-    _die "PACKING must be True or False, got $PACKING"
-  fi
-  return 0
-}
-
 # ------------------------------------------------------------------------------------------- trained parts
-_tunable_parts() {
-  if [[ -z "${MM_TUNABLE_PARTS:-}" ]]; then
-    MM_TUNABLE_PARTS="$STAGE_TUNABLE_PARTS"
-    [[ "$TRAIN_VISION_TOWER" == 1 ]] && MM_TUNABLE_PARTS="mm_vision_tower,$MM_TUNABLE_PARTS"
-  fi
-  return 0
+# TRAIN_VISION_TOWER=0 / 1 removes / adds mm_vision_tower to the stage's parts (Table 2 freezes the tower in
+# stages 0-1, the paper's text trains it; the configs follow the text).
+_tunable_parts_flag() {
+  [[ -z "${TRAIN_VISION_TOWER:-}" || -n "${MM_TUNABLE_PARTS:-}" ]] && return 0
+  _resolve mm_tunable_parts
+  local parts=",$CFG_MM_TUNABLE_PARTS,"
+  parts="${parts//,mm_vision_tower,/,}"
+  [[ "$TRAIN_VISION_TOWER" == 1 ]] && parts=",mm_vision_tower$parts"
+  parts="${parts#,}"
+  CFG_MM_TUNABLE_PARTS="${parts%,}"
+  DERIVED_ARGS+=(--mm_tunable_parts "$CFG_MM_TUNABLE_PARTS")
 }
 
 # --------------------------------------------------------------------------------------------------- topology
@@ -149,59 +154,28 @@ _topology() {
 }
 
 # ----------------------------------------------------------------------------------------------- the command
-_train_args() {
-  local accumulation global="$GLOBAL_BATCH_SIZE"
-  [[ "$global" == auto ]] && global=$((PER_DEVICE_BATCH_SIZE * WORLD_SIZE))
-  if (( global % (PER_DEVICE_BATCH_SIZE * WORLD_SIZE) != 0 )); then
-    _die "GLOBAL_BATCH_SIZE=$global is not a multiple of PER_DEVICE_BATCH_SIZE=$PER_DEVICE_BATCH_SIZE x $WORLD_SIZE processes"
+# Flags the settings files cannot hold: they follow from the machine, the topology or the start point.
+_derived_args() {
+  _resolve per_device_train_batch_size global_batch_size packing model_max_length
+  if [[ "${GLOBAL_BATCH_SIZE:-}" == auto ]]; then  # PER_DEVICE_BATCH_SIZE x world size: no accumulation
+    DERIVED_ARGS+=(--global_batch_size "$((CFG_PER_DEVICE_TRAIN_BATCH_SIZE * WORLD_SIZE))")
+    CFG_GLOBAL_BATCH_SIZE=$((CFG_PER_DEVICE_TRAIN_BATCH_SIZE * WORLD_SIZE))
+  elif [[ -n "${GLOBAL_BATCH_SIZE:-}" ]]; then
+    DERIVED_ARGS+=(--global_batch_size "$GLOBAL_BATCH_SIZE")
+    CFG_GLOBAL_BATCH_SIZE="$GLOBAL_BATCH_SIZE"
   fi
-  accumulation=$((global / (PER_DEVICE_BATCH_SIZE * WORLD_SIZE)))
+  local global="${CFG_GLOBAL_BATCH_SIZE:-$((CFG_PER_DEVICE_TRAIN_BATCH_SIZE * WORLD_SIZE))}"
+  if (( global % (CFG_PER_DEVICE_TRAIN_BATCH_SIZE * WORLD_SIZE) != 0 )); then
+    _die "global_batch_size $global is not a multiple of per_device_train_batch_size" \
+         "$CFG_PER_DEVICE_TRAIN_BATCH_SIZE x $WORLD_SIZE processes"
+  fi
   local unit="sample(s)"
-  [[ "$PACKING" == True ]] && unit="packed row(s) of up to $MODEL_MAX_LENGTH tokens"
-  _log "world size $WORLD_SIZE ($NNODES node(s) x $NPROC_PER_NODE), per-device batch $PER_DEVICE_BATCH_SIZE $unit," \
-       "gradient accumulation $accumulation, global batch $global"
-
-  TRAIN_ARGS=(
-    --model_name_or_path "$MODEL_NAME_OR_PATH"
-    --mm_tunable_parts "$MM_TUNABLE_PARTS"
-    --data_path "$DATA_RECIPE"
-    --output_dir "$OUTPUT_DIR"
-    --deepspeed "$DEEPSPEED_CONFIG"
-    --learning_rate "$LEARNING_RATE"
-    --mm_projector_lr "$MM_PROJECTOR_LR"
-    --mm_vision_tower_lr "$MM_VISION_TOWER_LR"
-    --weight_decay "$WEIGHT_DECAY"
-    --lr_scheduler_type cosine
-    --warmup_steps "$WARMUP_RATIO"  # a float below 1 is a ratio of the total steps (transformers 5)
-    --num_train_epochs "$NUM_TRAIN_EPOCHS"
-    --per_device_train_batch_size "$PER_DEVICE_BATCH_SIZE"
-    --gradient_accumulation_steps "$accumulation"
-    --model_max_length "$MODEL_MAX_LENGTH"
-    --packing "$PACKING"
-    --gradient_checkpointing True
-    --gradient_checkpointing_kwargs '{"use_reentrant": false}'
-    --group_by_modality_length "${GROUP_BY_MODALITY_LENGTH:-True}"
-    --logging_steps "${LOGGING_STEPS:-1}"
-    --logging_first_step True
-    --save_strategy steps
-    --save_steps "${SAVE_STEPS:-500}"
-    --save_total_limit "${SAVE_TOTAL_LIMIT:-2}"
-    --dataloader_num_workers "${DATALOADER_NUM_WORKERS:-4}"
-    --dataloader_pin_memory "$([[ "$ON_GPU" == 1 ]] && echo True || echo False)"  # pinned memory needs a GPU
-    --seed "${SEED:-42}"
-    --report_to none
-    --disable_tqdm True
-  )
-  [[ -n "${VISION_TOWER_ARG:-}" ]] && TRAIN_ARGS+=(--vision_tower "$VISION_TOWER_ARG")
-  [[ -n "${CONVERSATION_VERSION:-}" ]] && TRAIN_ARGS+=(--version "$CONVERSATION_VERSION")
-  [[ -n "${ATTN_IMPLEMENTATION:-}" ]] && TRAIN_ARGS+=(--attn_implementation "$ATTN_IMPLEMENTATION")
-  [[ -n "${MAX_STEPS:-}" ]] && TRAIN_ARGS+=(--max_steps "$MAX_STEPS")
-  [[ -n "${INDEX_CACHE_DIR:-}" ]] && TRAIN_ARGS+=(--index_cache_dir "$INDEX_CACHE_DIR")
-  if [[ -n "${ROPE_SCALING_TYPE:-}" ]]; then
-    TRAIN_ARGS+=(--rope_scaling_type "$ROPE_SCALING_TYPE" --rope_scaling_factor "$ROPE_SCALING_FACTOR"
-                 --rope_original_max_position_embeddings "$ROPE_ORIGINAL_MAX_POSITION_EMBEDDINGS")
+  [[ "$CFG_PACKING" == True ]] && unit="packed row(s) of up to $CFG_MODEL_MAX_LENGTH tokens"
+  _log "world size $WORLD_SIZE ($NNODES node(s) x $NPROC_PER_NODE), per-device batch $CFG_PER_DEVICE_TRAIN_BATCH_SIZE" \
+       "$unit, gradient accumulation $((global / (CFG_PER_DEVICE_TRAIN_BATCH_SIZE * WORLD_SIZE))), global batch $global"
+  if [[ "$ON_GPU" == 0 ]]; then
+    DERIVED_ARGS+=(--bf16 False --dataloader_pin_memory False)  # no bf16 on CPU; pinned memory needs a GPU
   fi
-  if [[ "$ON_GPU" == 1 ]]; then TRAIN_ARGS+=(--bf16 True); fi
   return 0
 }
 
@@ -230,21 +204,25 @@ _run_forwarding_signals() {
   return "$rc"
 }
 
-# `--help`: what this stage would run, from the same variables, and where the rest of the options are.
+# `--help`: the settings files and the values this stage would use, and where the rest of the options are.
 _print_help() {
-  local script="${BASH_SOURCE[2]:-$0}"
-  sed -n '2,/^#SBATCH/p' "$script" | grep -v '^#SBATCH' | sed 's/^# \{0,1\}//'
-  echo "Settings (environment variable = value used; set any of them to override):"
-  local name
-  for name in PRESET OUTPUT_ROOT OUTPUT_DIR MODEL_NAME_OR_PATH VISION_TOWER PREV_STAGE_CHECKPOINT DATA_RECIPE \
-              STAGE_TUNABLE_PARTS TRAIN_VISION_TOWER MM_TUNABLE_PARTS LEARNING_RATE MM_PROJECTOR_LR \
-              MM_VISION_TOWER_LR WEIGHT_DECAY WARMUP_RATIO NUM_TRAIN_EPOCHS MAX_STEPS MODEL_MAX_LENGTH PACKING \
-              PER_DEVICE_BATCH_SIZE GLOBAL_BATCH_SIZE DEEPSPEED_CONFIG ROPE_SCALING_TYPE ROPE_SCALING_FACTOR \
-              ROPE_ORIGINAL_MAX_POSITION_EMBEDDINGS NPROC_PER_NODE; do
-    [[ -n "${!name:-}" ]] && printf '  %-38s %s\n' "$name" "${!name}"
+  sed -n '2,/^#SBATCH/p' "$STAGE_SCRIPT" | grep -v '^#SBATCH' | sed 's/^# \{0,1\}//'
+  echo "Settings files: ${CONFIGS[*]#"$REPO_DIR"/}"
+  local keys=(model_name_or_path vision_tower data_path output_dir deepspeed mm_tunable_parts learning_rate
+              mm_projector_lr mm_vision_tower_lr weight_decay warmup_ratio num_train_epochs max_steps packing
+              per_device_train_batch_size global_batch_size model_max_length rope_scaling_type rope_scaling_factor)
+  _resolve "${keys[@]}"
+  _tunable_parts_flag
+  echo "Values used (training argument = value; environment variables in docs/training.md override them):"
+  local key var
+  for key in "${keys[@]}"; do
+    var="CFG_${key^^}"
+    [[ -n "$PREV_STAGE_CHECKPOINT" && ( "$key" == model_name_or_path || "$key" == vision_tower ) ]] && continue
+    [[ -n "${!var:-}" ]] && printf '  %-38s %s\n' "$key" "${!var}"
   done
-  echo "Shared variables: scripts/_launch.sh. Extra arguments go to python -m llava_medgpt.train (every"
-  echo "transformers.TrainingArguments flag; list them with: python -m llava_medgpt.train --help)."
+  [[ -n "$PREV_STAGE_CHECKPOINT" ]] && printf '  %-38s %s\n' "start (PREV_STAGE_CHECKPOINT)" "$PREV_STAGE_CHECKPOINT"
+  echo "Extra arguments go to python -m llava_medgpt.train (its --help lists them; every"
+  echo "transformers.TrainingArguments flag is accepted)."
 }
 
 # ------------------------------------------------------------------------------------------------ output lock
@@ -278,36 +256,39 @@ _lock_output_dir() {
 _recorded_exit_code() { "$PYTHON" -m llava_medgpt.train.exit_status "$OUTPUT_DIR" "$@"; }
 
 launch_stage() {
-  _batch_defaults
+  STAGE_ARGS=("$@")
+  DERIVED_ARGS=()
+  _settings_args
   if [[ "$WANTS_HELP" == 1 ]]; then
-    _tunable_parts
     _print_help
     exit 0
   fi
   [[ "$PRESET" == tiny ]] && _prepare_tiny_assets
   # The data recipe is checked first (seconds), with every problem listed at once: before a start model is
   # prepared (minutes for an MXFP4 conversion) and before any training process starts.
-  "$PYTHON" -m llava_medgpt.data.recipes "$DATA_RECIPE" --train-args "$@" >/dev/null \
-    || _die "data recipe $DATA_RECIPE has the problems listed above"
+  _resolve data_path model_name_or_path
+  "$PYTHON" -m llava_medgpt.data.recipes "$CFG_DATA_PATH" --train-args "${SETTINGS_ARGS[@]}" "$@" >/dev/null \
+    || _die "data recipe $CFG_DATA_PATH has the problems listed above"
   mkdir -p "$OUTPUT_DIR"
   _lock_output_dir  # before anything is written for this run
   # Start point: the previous stage's folder, or (stage 0) a language model plus a vision tower.
-  if [[ -n "${PREV_STAGE_CHECKPOINT:-}" ]]; then
+  if [[ -n "$PREV_STAGE_CHECKPOINT" ]]; then
     [[ -f "$PREV_STAGE_CHECKPOINT/COMPLETE" ]] || \
       _die "PREV_STAGE_CHECKPOINT=$PREV_STAGE_CHECKPOINT is not a finished stage output (no COMPLETE marker); run the previous stage first"
-    MODEL_NAME_OR_PATH="$PREV_STAGE_CHECKPOINT"
-    VISION_TOWER_ARG=""
+    DERIVED_ARGS+=(--model_name_or_path "$PREV_STAGE_CHECKPOINT" --vision_tower "")  # its own tower
   else
     [[ "$STAGE" == 0 ]] || _die "PREV_STAGE_CHECKPOINT is empty; stage $STAGE starts from the previous stage's output"
-    VISION_TOWER_ARG="$VISION_TOWER"
     # An MXFP4 language model (openai/gpt-oss-20b as published) is dequantised once to bf16 safetensors, which
     # ZeRO-3 loads partitioned; transformers would load the MXFP4 files whole on every rank.
-    MODEL_NAME_OR_PATH="$("$PYTHON" -m llava_medgpt.model.dequantize "$MODEL_NAME_OR_PATH" --if-needed \
-      --cache-dir "${BF16_START_DIR:-$OUTPUT_ROOT/start_bf16}")" || _die "cannot prepare the start model $MODEL_NAME_OR_PATH"
+    local start
+    start="$("$PYTHON" -m llava_medgpt.model.dequantize "$CFG_MODEL_NAME_OR_PATH" --if-needed \
+      --cache-dir "${BF16_START_DIR:-$OUTPUT_ROOT/start_bf16}")" || _die "cannot prepare the start model $CFG_MODEL_NAME_OR_PATH"
+    DERIVED_ARGS+=(--model_name_or_path "$start")
   fi
-  _tunable_parts
+  _tunable_parts_flag
   _topology
-  _train_args
+  _derived_args
+  TRAIN_ARGS=("${SETTINGS_ARGS[@]}" "$@" "${DERIVED_ARGS[@]}")
 
   # Every rank's full output is kept under OUTPUT_DIR/logs; the console gets it line by line, tagged "[rankN]:"
   # (global rank) for rank_logs to merge. Progress bars cannot be redrawn through that, so losses print as lines.
@@ -327,10 +308,10 @@ launch_stage() {
     # One torchrun per node; its node rank is that task's SLURM_NODEID (torchrun reads PET_NODE_RANK).
     _run_forwarding_signals srun --nodes "$NNODES" --ntasks-per-node 1 --kill-on-bad-exit=1 \
       bash -c 'export PET_NODE_RANK="$SLURM_NODEID"; exec "$@"' _ \
-      "${guard[@]}" -- "${torchrun[@]}" -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" && rc=0 || rc=$?
+      "${guard[@]}" -- "${torchrun[@]}" -m llava_medgpt.train "${TRAIN_ARGS[@]}" && rc=0 || rc=$?
   else
     _run_forwarding_signals "${guard[@]}" --expect-parent $$ -- "${torchrun[@]}" --node_rank 0 \
-      -m llava_medgpt.train "${TRAIN_ARGS[@]}" "$@" && rc=0 || rc=$?
+      -m llava_medgpt.train "${TRAIN_ARGS[@]}" && rc=0 || rc=$?
   fi
 
   local recorded
@@ -359,3 +340,5 @@ launch_stage() {
   esac
   exit "$rc"
 }
+
+launch_stage "$@"

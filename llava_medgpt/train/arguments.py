@@ -96,6 +96,12 @@ class CurriculumTrainingFields:
                           "sets gradient_accumulation_steps = global / (per_device_train_batch_size x world size), "
                           "which must divide. Default: --gradient_accumulation_steps as given."},
     )
+    keep_checkpoints: int | None = field(
+        default=None,
+        metadata={"help": "Complete checkpoints to keep in output_dir (default: all). Older ones are deleted only "
+                          "after a newer one is complete, so an interrupted save never leaves none to resume from; "
+                          "it replaces transformers' --save_total_limit, whose rotation runs before that."},
+    )
     warmup_ratio: float | None = field(
         default=None,
         metadata={"help": "Fraction of the training steps that warm the learning rate up (Table 2: 0.01-0.03); "

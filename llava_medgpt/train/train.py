@@ -65,7 +65,8 @@ def _prepare_cpu_deepspeed(argv: list[str]) -> list[str]:
     batches and the DeepSpeed batch-size check fails), while DeepSpeed itself joins all ranks. Creating accelerate's
     DeepSpeed state with the gloo backend first, and telling the Trainer to use it, gives both the real world size.
     """
-    if torch.cuda.is_available() or "LOCAL_RANK" not in os.environ or not effective_values(argv, ["deepspeed"])["deepspeed"]:
+    uses_deepspeed = bool(effective_values(argv, ["deepspeed"])["deepspeed"])  # from a flag or a settings file
+    if torch.cuda.is_available() or "LOCAL_RANK" not in os.environ or not uses_deepspeed:
         return argv
     from accelerate import PartialState
 
@@ -278,8 +279,6 @@ def train_stage(model_args: ModelArguments, data_args: DataArguments, training_a
         logger.info("Resuming from %s", resume)
 
     preemption = PreemptionCallback()
-    keep = training_args.save_total_limit
-    training_args.save_total_limit = None  # rotation happens after the COMPLETE marker (MedGptTrainer)
     trainer = MedGptTrainer(
         model=model,
         args=training_args,
@@ -288,7 +287,7 @@ def train_stage(model_args: ModelArguments, data_args: DataArguments, training_a
         processing_class=processor,
         callbacks=[preemption],
         tunable_parts=tunable_parts,
-        keep_checkpoints=keep,
+        keep_checkpoints=training_args.keep_checkpoints,
         forward_kwargs=training_forward_kwargs(model, model_args),
     )
     if resume:

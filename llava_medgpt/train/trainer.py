@@ -70,7 +70,7 @@ class MedGptTrainer(Trainer):
             self.model.config.use_cache = use_cache
         self.forward_kwargs = dict(forward_kwargs or {})
         if self.args.save_total_limit:
-            raise ValueError("Pass keep_checkpoints instead of save_total_limit (rotation must see COMPLETE markers)")
+            raise ValueError("Use keep_checkpoints instead of save_total_limit (rotation must see COMPLETE markers)")
         self.keep_checkpoints = keep_checkpoints
         self.skip_report = SkipReport(max_fraction=self.args.max_bad_sample_fraction,
                                       min_samples=self.args.bad_sample_min_samples)

@@ -15,6 +15,9 @@ from .arguments import CurriculumTrainingFields
 @dataclass
 class TrainingArguments(CurriculumTrainingFields, transformers.TrainingArguments):
     def __post_init__(self):
+        if self.save_total_limit:
+            raise ValueError("Use --keep_checkpoints N instead of --save_total_limit: the Trainer's rotation runs "
+                             "before a checkpoint is marked complete and could leave none to resume from")
         # The two derived settings are written into transformers' own fields before it checks them.
         if self.warmup_ratio is not None:
             if not 0 <= self.warmup_ratio < 1:
