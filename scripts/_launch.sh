@@ -108,7 +108,8 @@ _prepare_tiny_assets() {
        "to $TINY_ASSETS"
   mkdir -p "$TINY_ASSETS"
   # One thread: for a 64-wide model, thread synchronisation costs more than it saves.
-  OMP_NUM_THREADS=1 "$PYTHON" -m llava_medgpt.train.tiny_preset "$TINY_ASSETS" | sed "s/^/[stage${STAGE}] /" >&2
+  OMP_NUM_THREADS=1 HF_HUB_DISABLE_PROGRESS_BARS=1 "$PYTHON" -m llava_medgpt.train.tiny_preset "$TINY_ASSETS" \
+    | sed "s/^/[stage${STAGE}] /" >&2
 }
 
 # ------------------------------------------------------------------------------------------- trained parts

@@ -33,8 +33,8 @@ done
 eval_args=()
 if [[ -n "${EVAL_DATA_DIR:-}" ]]; then
   echo "==> evaluation of $OUTPUT_ROOT/stage2 ($EVAL_TASKS)" >&2
-  "$PYTHON" -m llava_medgpt.eval --model "$OUTPUT_ROOT/stage2" --tasks "$EVAL_TASKS" --data-dir "$EVAL_DATA_DIR" \
-    --output "$OUTPUT_ROOT/eval" --no-progress
+  HF_HUB_DISABLE_PROGRESS_BARS=1 "$PYTHON" -m llava_medgpt.eval --model "$OUTPUT_ROOT/stage2" --tasks "$EVAL_TASKS" \
+    --data-dir "$EVAL_DATA_DIR" --output "$OUTPUT_ROOT/eval" --no-progress
   eval_args=(--eval "$OUTPUT_ROOT/eval")
 else
   echo "EVAL_DATA_DIR is not set: no evaluation (see scripts/eval.sh)" >&2
