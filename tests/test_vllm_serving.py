@@ -1,4 +1,5 @@
-"""vLLM with our plugin against transformers on a tiny MedGPT-oss (head_dim 32, which vLLM's CPU attention takes).
+"""vLLM with our plugin against transformers on a stage output of the tiny curriculum, served as the training
+entrypoint wrote it (the tiny preset's head_dim 32 is one vLLM's CPU attention takes).
 
 - Prompt token ids and greedy output tokens equal HF's for a text-only item, a one-image item with several tiles
   (a large JPEG: the server decodes the request's bytes with our JPEG draft rule), a DICOM item (pydicom's bundled
@@ -33,7 +34,6 @@ from llava_medgpt.constants import IMAGE_TOKEN
 from llava_medgpt.eval.runner import main as eval_main
 from llava_medgpt.inference.models import load_chat_model
 from llava_medgpt.inference.openai_backend import OpenAIBackend, OpenAIServer, RequestRejected
-from llava_medgpt.model.tiny import create_tiny_checkpoint
 from llava_medgpt.processing.image_io import load_image, read_image_size
 
 REPO = Path(__file__).parents[1]
@@ -106,7 +106,22 @@ class Server:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return create_tiny_checkpoint(tmp_path_factory.mktemp("vllm") / "tiny_medgpt", head_dim=32)
+    """A stage output folder as the README's main job writes it, served as it is: stage 0 of the tiny curriculum
+    (scripts/stage0_pretrain.sh with PRESET=tiny: the preset's language model pretrained on the demo texts and
+    vision tower assembled from parts, DeepSpeed ZeRO-3 on 2 CPU ranks), stopped after two optimizer steps."""
+    root = tmp_path_factory.mktemp("curriculum")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PRESET="tiny", OUTPUT_ROOT=str(root), NUM_GPUS="0", NPROC_PER_NODE="2", MAX_STEPS="2",
+               SAVE_STEPS="1000")
+    run = subprocess.run(["bash", str(REPO / "scripts" / "stage0_pretrain.sh")], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    stage = root / "stage0"
+    history = json.loads((stage / "log_history.json").read_text())
+    assert max(entry.get("step", 0) for entry in history) == 2
+    # The preset's head width is one vLLM's CPU attention takes (it refuses 16).
+    assert json.loads((stage / "config.json").read_text())["text_config"]["head_dim"] == 32
+    return stage
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 Run as: python -m llava_medgpt.train.tiny_preset OUTPUT_ROOT/tiny_assets   (scripts/_launch.sh does this once)
 
-    language_model/   a tiny GPT-oss, pretrained here on the demo's lm_corpus.txt written as harmony assistant
-                      replies (next-token prediction)
+    language_model/   a tiny GPT-oss (head_dim HEAD_DIM), pretrained here on the demo's lm_corpus.txt written as
+                      harmony assistant replies (next-token prediction)
     vision_tower/     a tiny random CLIP vision tower
     demo_data/        llava_medgpt.data.demo: stage 0-2 records, lm_corpus.txt, benchmarks/
     COMPLETE          written last
@@ -23,6 +23,9 @@ import torch
 
 from ..constants import HARMONY_CHANNEL, HARMONY_MESSAGE, HARMONY_RETURN, HARMONY_START
 
+# vLLM's CPU attention takes head sizes 32, 64, 80, ... and refuses the tiny default (16): with 32 every stage output
+# of the tiny curriculum serves as it is (scripts/serve.sh), like the real model's (64).
+HEAD_DIM = 32
 PRETRAIN_STEPS = 200
 PRETRAIN_LR = 3e-3
 PRETRAIN_BATCH = 8
@@ -76,7 +79,7 @@ def prepare_tiny_assets(output: str | Path, seed: int = 0) -> dict:
     output = Path(output)
     (output / "COMPLETE").unlink(missing_ok=True)
     counts = build_demo_dataset(output / "demo_data")
-    language_model, _ = create_tiny_parts(output, "gpt_oss", seed=seed)
+    language_model, _ = create_tiny_parts(output, "gpt_oss", seed=seed, head_dim=HEAD_DIM)
     corpus = (output / "demo_data" / "lm_corpus.txt").read_text(encoding="utf-8").splitlines()
     losses = pretrain_language_model(language_model, as_assistant_replies(corpus), seed=seed)
     summary = {"demo_data": counts, "language_model_pretraining": {
