@@ -347,12 +347,7 @@ datasets:
     converter: pmc_vqa
 """)
     dataset = MedGptDataset(recipe, processor, max_length=MAX_LENGTH, cache_dir=tmp_path / "cache")
-    collate = MedGptCollator(pad_token_id=processor.tokenizer.pad_token_id, layout="padded")
-    report = SkipReport(max_fraction=1.0, min_samples=0)
-    trained = []
-    for batch in DataLoader(dataset, batch_size=2, shuffle=False, num_workers=2, collate_fn=collate):
-        report.update(batch["meta"])
-        trained += batch["meta"].sample_ids
+    report, trained = _skips_through_workers(dataset, processor)
     assert trained == ["m0", "m1"]
     assert dict(report.counts) == {"too_many_images": 2}
     assert sorted(report.ids["too_many_images"]) == ["many/m27", "many/m300"]
