@@ -60,6 +60,9 @@ def main(out_path: str) -> None:
     if rank == 0:
         with open(out_path, "w") as f:
             json.dump({"ranks": gathered, "worst_relative_grad_difference": worst}, f)
+    # Every rank waits for rank 0's file before any closes its connections; a rank leaving early can make a
+    # busy peer's gloo threads abort it at exit (SIGABRT once in CI after the result was written).
+    dist.barrier()
     dist.destroy_process_group()
 
 

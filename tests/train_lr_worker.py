@@ -88,7 +88,10 @@ def main(out_path: str) -> None:
         with open(out_path, "w") as f:
             json.dump({"optimizer_class": type(engine_optimizer).__name__, "groups": groups,
                        "max_change": max_change, "leaf_modules": leaves, "world_size": trainer.args.world_size}, f)
-    torch.distributed.destroy_process_group()  # else gloo threads may abort the process at exit
+    # Every rank waits for rank 0's file before any closes its connections; a rank leaving early can make a
+    # busy peer's gloo threads abort it at exit (SIGABRT once in CI after the result was written).
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

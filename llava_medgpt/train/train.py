@@ -314,9 +314,12 @@ def _shutdown() -> None:
 
     Left to interpreter exit, gloo's worker threads can outlive the interpreter's teardown and the rank dies with
     SIGABRT ("terminate called without an active exception") after its work is done, which fails a finished job.
-    After an exception we do not call it, since other ranks may still be inside a collective.
+    After an exception we do not call it, since other ranks may still be inside a collective. The barrier first:
+    rank 0 works on after the last collective (COMPLETE marker, logs), and a rank that tears down its connections
+    while a peer is still busy can make that peer's gloo threads abort the same way.
     """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
